@@ -1,0 +1,7 @@
+//! cni-bridge: minik's CNI plugin, as a library so its pieces can be tested on their own.
+//!
+//! One ADD reads top to bottom in [`cmd::add`]: load and validate the config → ensure the
+//! bridge → allocate IPs → create the veth pair with its container side in the netns →
+//! addresses and routes in the container → masquerade → node routes → print the result.
+
+pub mod ipam;

@@ -1,0 +1,1 @@
+//! The CNI executor (filled in below).

@@ -1,0 +1,16 @@
+//! minik's shared crate: what more than one part of minik needs.
+//!
+//! - [`cni`]: the CNI spec's types and the executor that runs plugin chains (used by
+//!   cni-bridge as a plugin, by minilet as a runtime, and by the tests and benchmarks).
+//! - [`netns`]: entering and holding network namespaces.
+//! - [`netlink`]: rtnetlink connections bound to a namespace, and link/address/route helpers.
+//! - [`node_routes`]: reconciling the routes to other nodes' pod CIDRs.
+//! - [`nft`]: applying nftables batches through the `nft` JSON API.
+//!
+//! Dependencies point one way: every part depends on this crate, never on another part.
+
+pub mod cni;
+pub mod netlink;
+pub mod netns;
+pub mod nft;
+pub mod node_routes;

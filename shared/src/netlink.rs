@@ -1,0 +1,1 @@
+//! netlink (placeholder while being written)
