@@ -57,7 +57,8 @@ fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError
     move |source| NetlinkError::Request { what, source }
 }
 
-fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
+/// The errno of a kernel refusal, e.g. `libc::EEXIST`.
+pub fn errno_of(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
         _ => None,

@@ -1,0 +1,26 @@
+# minik's two commands (see README.md):
+#   make up     install what is missing, build, and boot the demo
+#   make test   install what is missing, build, and run every test inside the sandbox
+# Building (cargo, which needs the network for crates) happens before entering the
+# sandbox; everything that creates network objects runs inside it.
+
+CARGO ?= cargo
+
+.PHONY: deps build test bench up
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+test: build
+	$(CARGO) test --workspace --no-run
+	scripts/sandbox.sh $(CARGO) test --workspace --offline
+
+bench: deps
+	$(CARGO) build --release -p cni-bridge -p minik-bench
+	scripts/sandbox.sh target/release/bench-cni
+
+up: build
+	scripts/sandbox.sh scripts/demo-cni.sh

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages minik needs, and nothing when they are all there already
+# (so the test command can call it on every run). Run as root.
+set -euo pipefail
+
+packages=(
+  iproute2            # ip: namespaces and links in the tests and the launcher
+  nftables            # nft: masquerade and Service rules
+  iptables            # the reference portmap plugin programs iptables(-nft)
+  containernetworking-plugins  # reference CNI plugins, for side-by-side tests and benchmarks
+  util-linux          # unshare: the sandbox
+  busybox             # ping, wget, nc, httpd for the demo pods
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: installing packages needs root; run as root (e.g. sudo make test)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi

@@ -1,1 +1,0 @@
-//! The CNI executor (filled in below).
