@@ -209,7 +209,7 @@ fn add_is_idempotent_on_retry() {
     pod.ip(&["link", "del", "eth0"]);
     let second = Plugin::cni_bridge().run(&node.ns, "ADD", &node.conf, "retry", &pod.path_str(), "eth0");
     assert!(second.ok, "{}", second.out);
-    assert_eq!(ip_of(&first), ip_of(&second));
+    assert_eq!(ip_of(&first.out), ip_of(&second.out));
     assert_eq!(node.ns.links().iter().filter(|l| l.starts_with("veth")).count(), 1);
     node.del_pod("retry", Some(&pod));
 }
