@@ -13,7 +13,7 @@ pub mod tcp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use minik_shared::netns::{self, NetNs};
@@ -224,6 +224,31 @@ impl Plugin {
     pub fn run_env(&self, node: &Netns, conf: &Value, env: &[(&str, &str)]) -> PluginRun {
         let stdin = serde_json::to_vec(conf).unwrap_or_default();
         self.run_raw(node, &stdin, env)
+    }
+
+    /// Starts one verb on `node` without waiting (for concurrency tests); the caller
+    /// waits for, or kills, the child by its PID.
+    pub fn spawn(&self, node: &Netns, command: &str, conf: &Value, container_id: &str, netns: &str, ifname: &str) -> Child {
+        let stdin = serde_json::to_vec(conf).unwrap_or_default();
+        node.run(|| {
+            let mut child = Command::new(&self.path)
+                .env_clear()
+                .env("CNI_PATH", &self.cni_path)
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("CNI_COMMAND", command)
+                .env("CNI_CONTAINERID", container_id)
+                .env("CNI_NETNS", netns)
+                .env("CNI_IFNAME", ifname)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let Some(mut i) = child.stdin.take() {
+                i.write_all(&stdin)?;
+            }
+            Ok::<_, std::io::Error>(child)
+        })
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.path.display()))
     }
 
     /// Runs the plugin with raw bytes on stdin.
