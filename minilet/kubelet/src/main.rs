@@ -1,0 +1,2 @@
+//! minilet (being written).
+fn main() {}
