@@ -9,7 +9,10 @@ packages=(
   iptables            # the reference portmap plugin programs iptables(-nft)
   containernetworking-plugins  # reference CNI plugins, for side-by-side tests and benchmarks
   util-linux          # unshare: the sandbox
-  busybox             # ping, wget, nc, httpd for the demo pods
+  busybox-static      # ping, wget, nc, httpd for the demo pods; the busybox image
+  umoci               # builds/reads OCI layouts in the image tests
+  crun                # reference OCI runtimes for the runtime benchmark
+  runc
 )
 
 missing=()
