@@ -1,0 +1,112 @@
+//! `minilet run`: the node agent's main loop.
+//!
+//! At start it adopts the pods recorded on disk (a restarted minilet neither recreates nor
+//! re-addresses running pods), stops recorded pods its source no longer wants, and runs
+//! the CNI GC with the attachments still in use. Then, every second, it asks the pod
+//! source what it wants and starts or stops pod workers; each worker ticks on its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use minik_shared::cni::Attachment;
+use tokio::sync::oneshot;
+
+use crate::config::KubeletConfig;
+use crate::manifest::{PodSource, StaticDir};
+use crate::node::Node;
+use crate::podworker::PodWorker;
+use crate::state::PodRecord;
+use crate::timefmt::unix;
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+fn spawn_worker(node: Arc<Node>, rec: PodRecord) -> Running {
+    let (stop, mut stop_rx) = oneshot::channel();
+    let done = tokio::spawn(async move {
+        let mut w = PodWorker::new(node, rec);
+        loop {
+            w.tick().await;
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        w.stop().await;
+    });
+    Running { stop, done }
+}
+
+/// Runs until SIGINT/SIGTERM. Pods keep running when minilet exits (they are adopted at
+/// the next start), as with a kubelet.
+pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
+    let node = Arc::new(Node::new(cfg)?);
+    let mut source: Box<dyn PodSource + Send> = match &node.cfg.static_pod_path {
+        Some(dir) => Box::new(StaticDir::new(dir.clone(), node.cfg.node_name.clone())),
+        None => anyhow::bail!("no pod source: set staticPodPath in the config (or --static-pod-path)"),
+    };
+    let (desired, _) = source.desired();
+    let mut workers: BTreeMap<String, Running> = BTreeMap::new();
+
+    // Adopt or retire what the last run left.
+    let recorded = PodRecord::load_all(&node.cfg.pods_dir());
+    let mut valid = Vec::new();
+    for rec in recorded {
+        if desired.contains_key(&rec.uid) {
+            tracing::info!(pod = ?rec.pod.metadata.name, "adopting a running pod");
+            valid.push(Attachment { container_id: rec.uid.clone(), ifname: "eth0".into() });
+            workers.insert(rec.uid.clone(), spawn_worker(node.clone(), rec));
+        } else {
+            tracing::info!(pod = ?rec.pod.metadata.name, "stopping a pod no longer wanted");
+            PodWorker::new(node.clone(), rec).stop().await;
+        }
+    }
+    if let Ok(net) = crate::sandbox::network(&node.cfg, &node.cni) {
+        let cni = node.cni.clone();
+        let res = tokio::task::spawn_blocking(move || cni.gc(&net, &valid)).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "CNI GC at start failed");
+        }
+    }
+
+    let mut reported: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (desired, errors) = source.desired();
+        for (file, err) in errors {
+            if reported.get(&file) != Some(&err) {
+                tracing::warn!(file = %file.display(), error = %err, "ignoring a bad static pod manifest");
+                reported.insert(file, err);
+            }
+        }
+        for (uid, d) in &desired {
+            if !workers.contains_key(uid) {
+                tracing::info!(pod = ?d.pod.metadata.name, uid, "new pod");
+                let rec = PodRecord { uid: uid.clone(), pod: d.pod.clone(), sandbox: None, created_at: unix(SystemTime::now()), containers: Vec::new() };
+                if let Err(e) = rec.save(&node.cfg.pods_dir()) {
+                    tracing::error!(error = %e, "cannot save the pod state");
+                }
+                workers.insert(uid.clone(), spawn_worker(node.clone(), rec));
+            }
+        }
+        let gone: Vec<String> = workers.keys().filter(|u| !desired.contains_key(*u)).cloned().collect();
+        for uid in gone {
+            if let Some(r) = workers.remove(&uid) {
+                let _ = r.stop.send(());
+                tokio::spawn(async move {
+                    let _ = r.done.await;
+                });
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+    }
+    tracing::info!("minilet exits; pods keep running and are adopted at the next start");
+    Ok(())
+}
