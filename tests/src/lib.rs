@@ -9,6 +9,7 @@
 //! - [`Plugin`]: runs a CNI plugin binary on a node, as a runtime does;
 //! - [`tcp`]: a server that answers with the client's address, and its client.
 
+pub mod minilet;
 pub mod tcp;
 
 use std::io::Write;

@@ -6,6 +6,8 @@
 //! on v1), so containers stay inside the limits minik itself runs under; an absolute path
 //! is taken from the hierarchy root, as runc does.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 
 /// Resource limits to apply (the OCI `linux.resources` subset minik uses).
@@ -112,15 +114,16 @@ pub fn open(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
     detect::open(path)
 }
 
-mod detect {
-    //! Layout detection and the choice of backend (being written).
-    use super::*;
-
-    pub fn layout() -> Layout {
-        Layout::V1
-    }
-
-    pub fn open(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
-        Err(CgroupError::Invalid(format!("cgroups backend not written yet ({path})")))
-    }
+/// Opens the cgroup named `path` in the unified (v2) hierarchy whatever the layout:
+/// `/sys/fs/cgroup` on V2 hosts, `/sys/fs/cgroup/unified` on hybrid ones (where it
+/// usually has no cpu/memory/pids controllers, so only create, add_task, pids, kill_all,
+/// destroy and cpu time work). A relative `path` goes under the process's `0::` cgroup.
+/// Meant for tests and diagnostics; [`open`] picks the right backend for containers.
+pub fn open_unified(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
+    detect::open_unified(path)
 }
+
+mod detect;
+mod fs;
+mod v1;
+mod v2;
