@@ -60,6 +60,8 @@ pub struct BundleInput<'a> {
     pub rootfs: &'a Path,
     /// The cgroup path (relative: under minilet's own cgroup).
     pub cgroups_path: &'a str,
+    /// `pids.max`, from the node's podPidsLimit.
+    pub pids_limit: Option<i64>,
 }
 
 /// Resolves a user spec (`1000`, `1000:1000`, `nobody`, `nobody:nogroup`) against the
@@ -137,6 +139,12 @@ fn resources(c: &Container) -> Result<(Value, Option<i64>), String> {
     Ok((Value::Object(out), memory_limit))
 }
 
+/// containerd's RLIMIT_NOFILE (1048576), bounded by what minilet itself may raise to.
+fn nofile() -> u64 {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, h)| h).unwrap_or(1024);
+    hard.min(1_048_576)
+}
+
 /// Builds config.json for one container.
 pub fn config_json(input: &BundleInput<'_>) -> Result<Value, String> {
     let c = input.container;
@@ -184,7 +192,10 @@ pub fn config_json(input: &BundleInput<'_>) -> Result<Value, String> {
         caps.retain(|c| !drop.contains(c));
     }
     let no_new_privs = sc.allow_privilege_escalation == Some(false);
-    let (res, _) = resources(c).map_err(|e| format!("container {:?}: {e}", c.name))?;
+    let (mut res, _) = resources(c).map_err(|e| format!("container {:?}: {e}", c.name))?;
+    if let Some(limit) = input.pids_limit {
+        res["pids"] = json!({"limit": limit});
+    }
     let sb = input.sandbox;
     let bind = |src: &Path, dst: &str, ro: bool| {
         json!({"destination": dst, "type": "bind", "source": src, "options": if ro { json!(["rbind", "ro"]) } else { json!(["rbind", "rw"]) }})
@@ -199,7 +210,7 @@ pub fn config_json(input: &BundleInput<'_>) -> Result<Value, String> {
             "env": cmd.env,
             "cwd": cmd.working_dir,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile(), "soft": nofile()}],
             "noNewPrivileges": no_new_privs,
         },
         "root": {"path": input.rootfs, "readonly": ro_root},

@@ -131,7 +131,7 @@ pub fn image_import(cfg: &KubeletConfig, path: &Path, name: &str) -> anyhow::Res
     let store = minik_imagestore::ImageStore::open(cfg.images_dir())?;
     let refs = if path.is_dir() { store.import_layout(path, None, name)? } else { store.import_archive(path, name)? };
     for r in refs {
-        println!("imported {r}");
+        println!("imported {} ({})", r.reference, r.manifest_digest);
     }
     Ok(())
 }
@@ -139,8 +139,9 @@ pub fn image_import(cfg: &KubeletConfig, path: &Path, name: &str) -> anyhow::Res
 /// `minilet image list`
 pub fn image_list(cfg: &KubeletConfig) -> anyhow::Result<()> {
     let store = minik_imagestore::ImageStore::open(cfg.images_dir())?;
+    println!("{:<40} {:<74} SIZE", "IMAGE", "DIGEST");
     for i in store.list()? {
-        println!("{i}");
+        println!("{:<40} {:<74} {}", i.reference, i.manifest_digest, i.size);
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct KubeletConfig {
     pub container_log_max_size: u64,
     /// Rotated log files kept.
     pub container_log_max_files: usize,
+    /// `pids.max` of every container (the kubelet's podPidsLimit); none by default.
+    pub pod_pids_limit: Option<i64>,
 }
 
 mod secs {
@@ -85,6 +87,7 @@ impl Default for KubeletConfig {
             backoff_max: Duration::from_secs(300),
             container_log_max_size: 10 << 20,
             container_log_max_files: 5,
+            pod_pids_limit: None,
         }
     }
 }

@@ -77,8 +77,9 @@ pub fn start(node: &Node, pod: &Pod, sb: &Sandbox, c: &Container, rec: &mut Cont
         container: c,
         image: &image.config,
         sandbox: sb,
-        rootfs: rootfs.path(),
+        rootfs: &rootfs.path,
         cgroups_path: &cg,
+        pids_limit: node.cfg.pod_pids_limit,
     })
     .map_err(|message| StartFailure { reason: "CreateContainerConfigError", message })?;
     let bytes = serde_json::to_vec_pretty(&config).unwrap_or_default();

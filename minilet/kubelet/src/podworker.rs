@@ -241,7 +241,7 @@ impl PodWorker {
             if c.backoff_until.is_none() {
                 // The kubelet restarts the first crash at once, then backs off 10 s,
                 // 20 s, 40 s … up to 5 min; a container that ran 10 min resets it.
-                let ran = t.finished_at - t.started_at;
+                let ran = if t.started_at > 0.0 { t.finished_at - t.started_at } else { 0.0 };
                 let n = if ran > 600.0 { 0 } else { c.rec.restart_count };
                 let delay = if n == 0 {
                     Duration::ZERO
@@ -404,6 +404,9 @@ impl PodWorker {
         }
         if let Some(sb) = &self.rec.sandbox {
             sandbox::destroy(&self.node.cni, &self.rec.pod, sb).await;
+        }
+        if let Ok(cg) = minik_cgroups::open(&format!("minik/pod{uid}")) {
+            let _ = cg.destroy();
         }
         let _ = std::fs::remove_dir_all(self.node.pod_dir(&uid));
         tracing::info!(pod = ?self.rec.pod.metadata.name, "pod stopped");

@@ -175,9 +175,7 @@ fn write_etc_files(cfg: &KubeletConfig, pod: &Pod, sb: &Sandbox) -> anyhow::Resu
         hosts.push_str(&format!("{ip}\t{host}\n"));
     }
     for a in pod.spec.iter().flat_map(|s| s.host_aliases.iter().flatten()) {
-        if let Some(ip) = &a.ip {
-            hosts.push_str(&format!("{ip}\t{}\n", a.hostnames.clone().unwrap_or_default().join("\t")));
-        }
+        hosts.push_str(&format!("{}\t{}\n", a.ip, a.hostnames.clone().unwrap_or_default().join("\t")));
     }
     let d = &cfg.cluster_domain;
     let mut resolv = String::new();

@@ -90,12 +90,24 @@ fn fail(args: &ShimArgs, reason: &str, message: String) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The last error the runtime wrote to its `--log` (JSON lines `{"level","msg"}` as runc
+/// and crun write them).
+fn runtime_error(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("level").and_then(|l| l.as_str()) == Some("error"))
+        .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(String::from))
+        .filter(|m| !m.is_empty())
+}
+
 fn runtime_output(out: &std::process::Output) -> String {
     let s = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if s.is_empty() { String::from_utf8_lossy(&out.stdout).trim().to_string() } else { s }
 }
 
-fn pump(mut r: impl Read, stream: &'static str, w: Arc<Mutex<CriLogWriter>>) -> std::thread::JoinHandle<()> {
+fn pump(mut r: impl Read + Send + 'static, stream: &'static str, w: Arc<Mutex<CriLogWriter>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
         let mut line: Vec<u8> = Vec::new();
@@ -140,9 +152,13 @@ pub fn run(args: &ShimArgs) -> anyhow::Result<()> {
     let (err_r, err_w) = nix::unistd::pipe()?;
     let pid_file = args.bundle.join("init.pid");
     let _ = std::fs::remove_file(&pid_file);
+    let runtime_log = args.bundle.join("runtime.log");
     let create = Command::new(&args.runtime)
         .arg("--root")
         .arg(&args.runtime_root)
+        .arg("--log")
+        .arg(&runtime_log)
+        .args(["--log-format", "json"])
         .args(["create", "--bundle"])
         .arg(&args.bundle)
         .arg("--pid-file")
@@ -156,7 +172,7 @@ pub fn run(args: &ShimArgs) -> anyhow::Result<()> {
     let pumps = [pump(std::fs::File::from(out_r), "stdout", writer.clone()), pump(std::fs::File::from(err_r), "stderr", writer.clone())];
     match create {
         Ok(o) if o.status.success() => {}
-        Ok(o) => return fail(args, "CreateContainerError", runtime_output(&o)),
+        Ok(o) => return fail(args, "CreateContainerError", runtime_error(&runtime_log).unwrap_or_else(|| runtime_output(&o))),
         Err(e) => return fail(args, "CreateContainerError", format!("cannot run {}: {e}", args.runtime.display())),
     }
     let pid: i32 = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);

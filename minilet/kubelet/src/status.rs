@@ -16,6 +16,9 @@ use crate::state::Termination;
 use crate::timefmt::unix;
 
 fn time(epoch: f64) -> Option<Time> {
+    if epoch <= 0.0 {
+        return None;
+    }
     Timestamp::from_second(epoch as i64).ok().map(Time)
 }
 
