@@ -6,7 +6,7 @@
 
 CARGO ?= cargo
 
-.PHONY: deps build test bench up
+.PHONY: deps build images test bench up
 
 deps:
 	@scripts/deps.sh
@@ -14,7 +14,10 @@ deps:
 build: deps
 	$(CARGO) build --workspace --bins
 
-test: build
+images: deps
+	images/build.sh
+
+test: build images
 	$(CARGO) test --workspace --no-run
 	scripts/sandbox.sh $(CARGO) test --workspace --offline
 

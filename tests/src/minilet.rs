@@ -172,7 +172,11 @@ impl MiniletNode {
         let mut args = vec!["exec", pod, "-c", container, "--"];
         args.extend_from_slice(argv);
         let out = self.cli_raw(&args);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        let code = out.status.code().unwrap_or(-1);
+        if code != 0 {
+            eprintln!("exec {argv:?} in {pod}/{container} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        (code, String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// IP files in the IPAM store (allocated pod IPs).
