@@ -214,7 +214,7 @@ pub fn config_json(input: &BundleInput<'_>) -> Result<Value, String> {
             "noNewPrivileges": no_new_privs,
         },
         "root": {"path": input.rootfs, "readonly": ro_root},
-        "hostname": crate::sandbox::hostname(pod),
+        // No "hostname": the pod's UTS namespace, joined by path, already has it.
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
