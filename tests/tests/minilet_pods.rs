@@ -332,3 +332,39 @@ fn minilet_killed_and_restarted_adopts_its_pods() {
     assert_eq!(node.allocated_ips().len(), 2, "no IP leaked or duplicated");
     assert_eq!(node.ns.links().iter().filter(|l| l.starts_with("veth")).count(), 2, "one veth per pod");
 }
+
+#[test]
+fn a_layout_made_by_umoci_imports_and_runs() {
+    require_sandbox();
+    let work = tempfile::tempdir().expect("tempdir");
+    let layout = work.path().join("layout");
+    let bundle = work.path().join("bundle");
+    let (l, b) = (layout.display().to_string(), bundle.display().to_string());
+    let image = format!("{l}:v1");
+    minik_tests::sh("umoci", &["init", "--layout", &l]);
+    minik_tests::sh("umoci", &["new", "--image", &image]);
+    minik_tests::sh("umoci", &["unpack", "--image", &image, &b]);
+    let root = bundle.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static is installed");
+    for applet in ["sh", "echo", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+    }
+    std::fs::write(root.join("umoci-was-here"), "made by umoci\n").expect("marker");
+    minik_tests::sh("umoci", &["repack", "--image", &image, &b]);
+    minik_tests::sh("umoci", &["config", "--image", &image, "--config.cmd", "sh", "--config.cmd", "-c", "--config.cmd", "cat /umoci-was-here; sleep 3600", "--config.env", "PATH=/bin"]);
+
+    let mut node = MiniletNode::new("10.247.9.0/24", "");
+    node.cli(&["image", "import", &l, "--name", "umoci-made"]);
+    assert!(node.cli(&["image", "list"]).contains("localhost/umoci-made:v1"));
+    node.start();
+    node.apply("u.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: u}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: umoci-made:v1\n");
+    node.wait_pod("u", "Running", Duration::from_secs(30), running);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let mut logs = String::new();
+    while std::time::Instant::now() < end && !logs.contains("made by umoci") {
+        logs = node.cli(&["logs", "u"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(logs.contains("made by umoci"), "the image's Cmd ran and its log was captured: {logs:?}");
+}
