@@ -160,6 +160,18 @@ impl MiniletNode {
         panic!("pod {name}: {what} did not happen within {timeout:?}; last status: {}\nminilet log:\n{}", last["status"], self.log());
     }
 
+    /// Waits (bounded) until pod `name` is gone.
+    pub fn wait_pod_gone(&self, name: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.pod(name).is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("pod {name} is still there after {timeout:?}\nminilet log:\n{}", self.log());
+    }
+
     /// Waits until every container of pod `name` is ready.
     pub fn wait_ready(&self, name: &str) -> Value {
         self.wait_pod(name, "Ready", Duration::from_secs(30), |p| {

@@ -368,3 +368,43 @@ fn a_layout_made_by_umoci_imports_and_runs() {
     }
     assert!(logs.contains("made by umoci"), "the image's Cmd ran and its log was captured: {logs:?}");
 }
+
+#[test]
+fn static_manifests_that_change_or_vanish_replace_or_remove_their_pods() {
+    require_sandbox();
+    let mut node = MiniletNode::new("10.247.10.0/24", "");
+    node.start();
+    let manifest = |greeting: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: s}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo {greeting}; sleep 3600\"]\n")
+    };
+    node.apply("s.yaml", &manifest("first"));
+    let one = node.wait_pod("s", "Running", Duration::from_secs(30), running);
+    node.apply("s.yaml", &manifest("second"));
+    let two = node.wait_pod("s", "replaced", Duration::from_secs(30), |p| running(p) && p["metadata"]["uid"] != one["metadata"]["uid"]);
+    assert_eq!(two["spec"]["containers"][0]["command"][2], "echo second; sleep 3600");
+    assert_eq!(node.pods().len(), 1, "the old pod is gone");
+    node.remove("s.yaml");
+    node.wait_pod_gone("s", Duration::from_secs(30));
+    assert!(node.allocated_ips().is_empty(), "its IP is released");
+}
+
+#[test]
+fn a_container_that_died_while_minilet_was_down_is_reported_and_restarted() {
+    require_sandbox();
+    let mut node = MiniletNode::new("10.247.11.0/24", "");
+    node.start();
+    node.apply(
+        "d.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: d}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: busybox\n    command: [\"sh\", \"-c\", \"rm -f /tmp/stop; while [ ! -f /tmp/stop ]; do sleep 0.2; done; exit 3\"]\n",
+    );
+    node.wait_pod("d", "Running", Duration::from_secs(30), running);
+    node.kill9();
+    let (code, _) = node.exec("d", "main", &["touch", "/tmp/stop"]);
+    assert_eq!(code, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    node.start();
+    let p = node.wait_pod("d", "restarted", Duration::from_secs(30), |p| {
+        cstatus(p, "main")["restartCount"].as_i64() == Some(1) && cstatus(p, "main")["state"]["running"].is_object()
+    });
+    assert_eq!(cstatus(&p, "main")["lastState"]["terminated"]["exitCode"], 3, "{}", p["status"]);
+}
