@@ -99,12 +99,16 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod archive;
 mod command;
 mod digest;
 mod error;
+mod fsutil;
 mod layout;
+mod names;
 mod overlay;
 mod reference;
+mod rootfs;
 mod store;
 mod unpack;
 
@@ -112,4 +116,5 @@ pub use command::{expand, merge_command, Command, DEFAULT_PATH};
 pub use error::ImageError;
 pub use layout::ImageConfig;
 pub use reference::normalize;
-pub use store::{Image, ImageInfo, ImageRef, ImageStore, Layer, Rootfs, IMPORT_COMMAND};
+pub use rootfs::Rootfs;
+pub use store::{Image, ImageInfo, ImageRef, ImageStore, Layer, IMPORT_COMMAND};
