@@ -11,6 +11,7 @@ packages=(
   util-linux          # unshare: the sandbox
   busybox-static      # ping, wget, nc, httpd for the demo pods; the busybox image
   umoci               # builds/reads OCI layouts in the image tests
+  skopeo              # makes oci-archives in the image store tests
   crun                # reference OCI runtimes for the runtime benchmark
   runc
 )

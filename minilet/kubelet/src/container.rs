@@ -56,8 +56,12 @@ pub fn start(node: &Node, pod: &Pod, sb: &Sandbox, c: &Container, rec: &mut Cont
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let image_ref = c.image.clone().unwrap_or_default();
     let image = node.images.resolve(&image_ref).map_err(|e| StartFailure {
-        reason: "ErrImageNeverPull",
-        message: format!("Container image {image_ref:?} is not present on this node: {e}"),
+        reason: e.waiting_reason(),
+        message: if e.is_not_found() {
+            format!("Container image {image_ref:?} is not present on this node: {e}")
+        } else {
+            format!("Container image {image_ref:?}: {e}")
+        },
     })?;
     let id = container_id(&uid, &c.name, rec.attempt);
     let paths = attempt_paths(node, &uid, &id);
