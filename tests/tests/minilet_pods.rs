@@ -380,9 +380,22 @@ fn static_manifests_that_change_or_vanish_replace_or_remove_their_pods() {
     node.apply("s.yaml", &manifest("first"));
     let one = node.wait_pod("s", "Running", Duration::from_secs(30), running);
     node.apply("s.yaml", &manifest("second"));
-    let two = node.wait_pod("s", "replaced", Duration::from_secs(30), |p| running(p) && p["metadata"]["uid"] != one["metadata"]["uid"]);
-    assert_eq!(two["spec"]["containers"][0]["command"][2], "echo second; sleep 3600");
-    assert_eq!(node.pods().len(), 1, "the old pod is gone");
+    let replaced = |p: &Value| p["metadata"]["uid"] != one["metadata"]["uid"];
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let mut two = Value::Null;
+    while std::time::Instant::now() < end {
+        if let Some(p) = node.pods().into_iter().find(|p| replaced(p) && running(p)) {
+            two = p;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(two["spec"]["containers"][0]["command"][2], "echo second; sleep 3600", "a new pod runs the new manifest");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < end && node.pods().len() != 1 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.pods().len(), 1, "the old pod is stopped and gone");
     node.remove("s.yaml");
     node.wait_pod_gone("s", Duration::from_secs(30));
     assert!(node.allocated_ips().is_empty(), "its IP is released");
