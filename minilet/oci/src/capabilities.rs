@@ -94,7 +94,8 @@ fn caps_err(what: &str) -> impl Fn(caps::errors::CapsError) -> Error + '_ {
 pub fn drop_bounding(bounding: &CapsHashSet) -> Result<()> {
     for cap in caps::runtime::thread_all_supported() {
         if !bounding.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap).map_err(caps_err("drop from the bounding set"))?;
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(caps_err("drop from the bounding set"))?;
         }
     }
     Ok(())
@@ -105,8 +106,14 @@ pub fn apply(sets: &Sets) -> Result<()> {
     let supported = caps::runtime::thread_all_supported();
     let keep = |s: &CapsHashSet| -> CapsHashSet { s.intersection(&supported).copied().collect() };
     let permitted = keep(&sets.permitted);
-    let inheritable: CapsHashSet = keep(&sets.inheritable).intersection(&sets.bounding).copied().collect();
-    let effective: CapsHashSet = keep(&sets.effective).intersection(&permitted).copied().collect();
+    let inheritable: CapsHashSet = keep(&sets.inheritable)
+        .intersection(&sets.bounding)
+        .copied()
+        .collect();
+    let effective: CapsHashSet = keep(&sets.effective)
+        .intersection(&permitted)
+        .copied()
+        .collect();
     caps::set(None, CapSet::Inheritable, &inheritable).map_err(caps_err("set inheritable"))?;
     caps::set(None, CapSet::Effective, &effective).map_err(caps_err("set effective"))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(caps_err("set permitted"))?;

@@ -8,7 +8,8 @@ use minik_cgroups::{CgroupManager, Resources};
 use crate::error::{Error, Result};
 
 /// The cgroup path for a container, if it gets one: `linux.cgroupsPath`, or
-/// `minik-oci/<id>` when only `linux.resources` is set. A systemd-style
+/// `minik-oci/<id>` when `linux.resources` limits cpu, memory or pids (device rules
+/// alone, as `runc spec` writes, need no cgroup here). A systemd-style
 /// `slice:prefix:name` becomes `/slice/prefix-name.scope`.
 pub fn path_for(spec: &Spec, id: &str) -> Option<String> {
     let linux = spec.linux().as_ref()?;
@@ -18,20 +19,30 @@ pub fn path_for(spec: &Spec, id: &str) -> Option<String> {
             let parts: Vec<&str> = p.split(':').collect();
             Some(match parts.as_slice() {
                 [slice, prefix, name] if !p.starts_with('/') => {
-                    let slice = if slice.is_empty() { "system.slice" } else { slice };
+                    let slice = if slice.is_empty() {
+                        "system.slice"
+                    } else {
+                        slice
+                    };
                     format!("/{slice}/{prefix}-{name}.scope")
                 }
                 _ => p,
             })
         }
-        None => linux.resources().as_ref().map(|_| format!("minik-oci/{id}")),
+        None => linux
+            .resources()
+            .as_ref()
+            .filter(|r| r.cpu().is_some() || r.memory().is_some() || r.pids().is_some())
+            .map(|_| format!("minik-oci/{id}")),
     }
 }
 
 /// The limits to apply.
 pub fn resources(spec: &Spec) -> Resources {
     let mut out = Resources::default();
-    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else { return out };
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return out;
+    };
     if let Some(cpu) = r.cpu() {
         out.cpu_shares = cpu.shares();
         out.cpu_quota = cpu.quota();
@@ -49,13 +60,19 @@ pub fn resources(spec: &Spec) -> Resources {
 
 /// Opens the cgroup at `path`.
 pub fn open(path: &str) -> Result<Box<dyn CgroupManager>> {
-    minik_cgroups::open(path).map_err(|source| Error::Cgroup { path: path.into(), source })
+    minik_cgroups::open(path).map_err(|source| Error::Cgroup {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Opens and creates the cgroup, adds `pid` and applies the limits.
 pub fn setup(path: &str, spec: &Spec, pid: i32) -> Result<Box<dyn CgroupManager>> {
     let cg = open(path)?;
-    let wrap = |source| Error::Cgroup { path: path.into(), source };
+    let wrap = |source| Error::Cgroup {
+        path: path.into(),
+        source,
+    };
     cg.create().map_err(wrap)?;
     cg.add_task(pid).map_err(wrap)?;
     cg.apply(&resources(spec)).map_err(wrap)?;
@@ -73,8 +90,18 @@ mod tests {
     #[test]
     fn no_cgroup_without_path_or_resources() {
         assert_eq!(path_for(&spec("{}"), "c"), None);
-        assert_eq!(path_for(&spec(r#"{"resources":{}}"#), "c").as_deref(), Some("minik-oci/c"));
-        assert_eq!(path_for(&spec(r#"{"cgroupsPath":"/a/b"}"#), "c").as_deref(), Some("/a/b"));
+        assert_eq!(
+            path_for(&spec(r#"{"resources":{"devices":[]}}"#), "c"),
+            None
+        );
+        assert_eq!(
+            path_for(&spec(r#"{"resources":{"pids":{"limit":5}}}"#), "c").as_deref(),
+            Some("minik-oci/c")
+        );
+        assert_eq!(
+            path_for(&spec(r#"{"cgroupsPath":"/a/b"}"#), "c").as_deref(),
+            Some("/a/b")
+        );
         assert_eq!(
             path_for(&spec(r#"{"cgroupsPath":"machine.slice:libpod:abc"}"#), "c").as_deref(),
             Some("/machine.slice/libpod-abc.scope")

@@ -45,13 +45,20 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T
         } else {
             format!("{path}: {inner}")
         };
-        Error::Config { file: file.into(), detail }
+        Error::Config {
+            file: file.into(),
+            detail,
+        }
     })
 }
 
 /// The rootfs directory: `root.path`, relative to the bundle unless absolute.
 pub fn rootfs(spec: &Spec, bundle: &Path) -> PathBuf {
-    let path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+    let path = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
     if path.is_absolute() {
         path
     } else {
@@ -67,17 +74,28 @@ fn bad(detail: String) -> Error {
 pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     let version = spec.version();
     if !version.is_empty() && !version.starts_with("1.") {
-        return Err(bad(format!("ociVersion {version:?} is not supported (1.x is)")));
+        return Err(bad(format!(
+            "ociVersion {version:?} is not supported (1.x is)"
+        )));
     }
-    let root = spec.root().as_ref().ok_or_else(|| bad("root is missing".into()))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| bad("root is missing".into()))?;
     if root.path().as_os_str().is_empty() {
         return Err(bad("root.path is empty".into()));
     }
     let rootfs = rootfs(spec, bundle);
     if !rootfs.is_dir() {
-        return Err(bad(format!("root.path {} is not a directory", rootfs.display())));
+        return Err(bad(format!(
+            "root.path {} is not a directory",
+            rootfs.display()
+        )));
     }
-    let process = spec.process().as_ref().ok_or_else(|| bad("process is missing".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| bad("process is missing".into()))?;
     validate_process(process, "config.json", "process.")?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         if !m.destination().is_absolute() {
@@ -123,7 +141,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
             .flatten()
             .any(|n| n.typ() == LinuxNamespaceType::Mount && n.path().is_none())
         {
-            return Err(bad("linux.namespaces has no new mount namespace (type \"mount\" without a path)".into()));
+            return Err(bad(
+                "linux.namespaces has no new mount namespace (type \"mount\" without a path)"
+                    .into(),
+            ));
         }
         if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
             && !linux
@@ -132,7 +153,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
                 .flatten()
                 .any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none())
         {
-            return Err(bad("hostname is set but there is no new uts namespace".into()));
+            return Err(bad(
+                "hostname is set but there is no new uts namespace".into()
+            ));
         }
         if let Some(p) = linux.cgroups_path() {
             if p.as_os_str().is_empty() {
@@ -141,37 +164,55 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
         }
         for (i, d) in linux.devices().iter().flatten().enumerate() {
             if !d.path().is_absolute() {
-                return Err(bad(format!("linux.devices[{i}].path {:?} must be absolute", d.path())));
+                return Err(bad(format!(
+                    "linux.devices[{i}].path {:?} must be absolute",
+                    d.path()
+                )));
             }
         }
     } else {
-        return Err(bad("linux is missing (it must list at least a new mount namespace)".into()));
+        return Err(bad(
+            "linux is missing (it must list at least a new mount namespace)".into(),
+        ));
     }
     Ok(())
 }
 
 /// Checks a process object; `prefix` is `process.` inside config.json.
 pub fn validate_process(process: &Process, file: &str, prefix: &str) -> Result<()> {
-    let err = |detail: String| Error::Config { file: file.into(), detail };
+    let err = |detail: String| Error::Config {
+        file: file.into(),
+        detail,
+    };
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err(err(format!("{prefix}args is empty"))),
     }
     if !process.cwd().is_absolute() {
-        return Err(err(format!("{prefix}cwd {:?} must be an absolute path", process.cwd())));
+        return Err(err(format!(
+            "{prefix}cwd {:?} must be an absolute path",
+            process.cwd()
+        )));
     }
     for (i, e) in process.env().iter().flatten().enumerate() {
         if !e.contains('=') {
-            return Err(err(format!("{prefix}env[{i}] {e:?} is not of the form KEY=VALUE")));
+            return Err(err(format!(
+                "{prefix}env[{i}] {e:?} is not of the form KEY=VALUE"
+            )));
         }
     }
     let mut seen = HashSet::new();
     for (i, r) in process.rlimits().iter().flatten().enumerate() {
         if !seen.insert(crate::rlimits::resource(r.typ())) {
-            return Err(err(format!("{prefix}rlimits[{i}]: {:?} is listed twice", r.typ())));
+            return Err(err(format!(
+                "{prefix}rlimits[{i}]: {:?} is listed twice",
+                r.typ()
+            )));
         }
         if r.soft() > r.hard() {
-            return Err(err(format!("{prefix}rlimits[{i}]: soft limit is above the hard limit")));
+            return Err(err(format!(
+                "{prefix}rlimits[{i}]: soft limit is above the hard limit"
+            )));
         }
     }
     Ok(())
@@ -214,20 +255,29 @@ mod tests {
     fn wrong_type_is_named() {
         let c = GOOD.replace(r#"["sh"]"#, "[1]");
         let e = err_of(&c);
-        assert!(e.starts_with("config.json: process.args[0]: invalid type"), "{e}");
+        assert!(
+            e.starts_with("config.json: process.args[0]: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
     fn relative_cwd_and_mount_are_refused() {
         let c = GOOD.replace(r#""cwd":"/""#, r#""cwd":"tmp""#);
         assert!(err_of(&c).contains("process.cwd"));
-        let c = GOOD.replace(r#""hostname""#, r#""mounts":[{"destination":"proc"}],"hostname""#);
+        let c = GOOD.replace(
+            r#""hostname""#,
+            r#""mounts":[{"destination":"proc"}],"hostname""#,
+        );
         assert!(err_of(&c).contains("mounts[0].destination"));
     }
 
     #[test]
     fn missing_parts_are_named() {
-        assert_eq!(err_of(r#"{"ociVersion":"1.0.0"}"#), "config.json: root is missing");
+        assert_eq!(
+            err_of(r#"{"ociVersion":"1.0.0"}"#),
+            "config.json: root is missing"
+        );
         let c = GOOD.replace(r#""rootfs""#, r#""nope""#);
         assert!(err_of(&c).contains("root.path"));
         let c = GOOD.replace(r#"{"type":"uts"},"#, "");

@@ -75,17 +75,27 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A failed system call, described by `what`.
     pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
-        Error::Sys { what: what.into(), source }
+        Error::Sys {
+            what: what.into(),
+            source,
+        }
     }
 
     /// A failed file operation on `path`.
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { what, path: path.into(), source }
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
     }
 
     /// A bad field in config.json.
     pub fn config(detail: impl Into<String>) -> Self {
-        Error::Config { file: "config.json".into(), detail: detail.into() }
+        Error::Config {
+            file: "config.json".into(),
+            detail: detail.into(),
+        }
     }
 }
 

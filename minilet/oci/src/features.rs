@@ -42,9 +42,21 @@ mod tests {
     fn shape() {
         let f = super::features();
         assert_eq!(f["ociVersionMin"], "1.0.0");
-        assert!(f["hooks"].as_array().unwrap().iter().any(|h| h == "createContainer"));
-        assert!(f["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
-        assert!(f["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(f["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == "createContainer"));
+        assert!(f["mountOptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "rbind"));
+        assert!(f["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN"));
         assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     }
 }

@@ -46,7 +46,14 @@ impl Kind {
     /// Every kind, for `features`.
     pub fn all() -> [Kind; 6] {
         use Kind::*;
-        [Prestart, CreateRuntime, CreateContainer, StartContainer, Poststart, Poststop]
+        [
+            Prestart,
+            CreateRuntime,
+            CreateContainer,
+            StartContainer,
+            Poststart,
+            Poststop,
+        ]
     }
 }
 
@@ -73,7 +80,13 @@ pub fn run(spec: &Spec, kind: Kind, state: &OciState) -> Result<()> {
     }
     let json = serde_json::to_vec(state).map_err(|e| Error::Other(format!("state JSON: {e}")))?;
     for (i, hook) in hooks.iter().enumerate() {
-        run_one(hook, &json).map_err(|e| Error::Hook(format!("{} hook #{i} ({}): {e}", kind.name(), hook.path().display())))?;
+        run_one(hook, &json).map_err(|e| {
+            Error::Hook(format!(
+                "{} hook #{i} ({}): {e}",
+                kind.name(),
+                hook.path().display()
+            ))
+        })?;
     }
     Ok(())
 }
@@ -98,13 +111,18 @@ fn run_one(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine.
         let _ = stdin.write_all(state);
     }
-    let timeout = hook.timeout().filter(|t| *t > 0).map(|t| Duration::from_secs(t.unsigned_abs()));
+    let timeout = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Duration::from_secs(t.unsigned_abs()));
     let status = match timeout {
         None => child.wait().map_err(|e| e.to_string())?,
         Some(limit) => {
@@ -156,7 +174,8 @@ mod tests {
             out.display()
         ));
         run(&s, Kind::CreateRuntime, &state()).unwrap();
-        let got: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
         assert_eq!(got["id"], "c1");
         assert_eq!(got["pid"], 42);
         assert_eq!(got["status"], "creating");
@@ -164,7 +183,8 @@ mod tests {
 
     #[test]
     fn failure_and_timeout_are_reported() {
-        let s = spec(r#"{"prestart":[{"path":"/bin/sh","args":["sh","-c","echo boom >&2; exit 2"]}]}"#);
+        let s =
+            spec(r#"{"prestart":[{"path":"/bin/sh","args":["sh","-c","echo boom >&2; exit 2"]}]}"#);
         let e = run(&s, Kind::Prestart, &state()).unwrap_err().to_string();
         assert!(e.contains("prestart hook #0") && e.contains("boom"), "{e}");
         let s = spec(r#"{"poststart":[{"path":"/bin/sleep","args":["sleep","5"],"timeout":1}]}"#);

@@ -10,6 +10,8 @@
 //! [`Runtime::state`], [`Runtime::kill`], [`Runtime::delete`], [`Runtime::exec`],
 //! [`Runtime::ps`], [`Runtime::list`].
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod capabilities;
 pub mod cgroups;
 pub mod config;

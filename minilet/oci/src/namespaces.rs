@@ -52,7 +52,11 @@ pub struct Plan {
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { join: Vec::new(), unshare: CloneFlags::empty(), new_cgroup: false }
+        Plan {
+            join: Vec::new(),
+            unshare: CloneFlags::empty(),
+            new_cgroup: false,
+        }
     }
 }
 
@@ -60,7 +64,10 @@ impl Plan {
     /// Whether the container gets (or joins) a PID namespace, which needs a fork after.
     pub fn has_pid(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWPID)
-            || self.join.iter().any(|(_, f)| *f == CloneFlags::CLONE_NEWPID)
+            || self
+                .join
+                .iter()
+                .any(|(_, f)| *f == CloneFlags::CLONE_NEWPID)
     }
 }
 
@@ -68,7 +75,13 @@ impl Plan {
 pub fn plan(spec: &Spec) -> Plan {
     let mut out = Plan::default();
     let mut mnt_join = None;
-    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let f = flag(ns.typ());
         match (ns.path(), ns.typ()) {
             (Some(p), LinuxNamespaceType::Mount) => mnt_join = Some((p.clone(), f)),
@@ -103,7 +116,10 @@ pub fn exec_plan(spec: &Spec, pid: i32) -> Plan {
     }
     let base = PathBuf::from(format!("/proc/{pid}/ns"));
     Plan {
-        join: types.into_iter().map(|t| (base.join(proc_name(t)), flag(t))).collect(),
+        join: types
+            .into_iter()
+            .map(|t| (base.join(proc_name(t)), flag(t)))
+            .collect(),
         unshare: CloneFlags::empty(),
         new_cgroup: false,
     }
@@ -112,10 +128,12 @@ pub fn exec_plan(spec: &Spec, pid: i32) -> Plan {
 /// Joins and creates the namespaces of `plan` (not the cgroup namespace).
 pub fn enter(plan: &Plan, sys: &dyn Syscall) -> Result<()> {
     for (path, f) in &plan.join {
-        sys.setns(path, *f).map_err(|e| Error::sys(format!("join namespace {}", path.display()), e))?;
+        sys.setns(path, *f)
+            .map_err(|e| Error::sys(format!("join namespace {}", path.display()), e))?;
     }
     if !plan.unshare.is_empty() {
-        sys.unshare(plan.unshare).map_err(|e| Error::sys("create namespaces (unshare)", e))?;
+        sys.unshare(plan.unshare)
+            .map_err(|e| Error::sys("create namespaces (unshare)", e))?;
     }
     Ok(())
 }
@@ -131,8 +149,10 @@ mod tests {
     use crate::syscall::{Call, RecordingSyscall};
 
     fn spec(ns: &str) -> Spec {
-        serde_json::from_str(&format!(r#"{{"ociVersion":"1.0.0","linux":{{"namespaces":{ns}}}}}"#))
-            .unwrap()
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.0","linux":{{"namespaces":{ns}}}}}"#
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -158,10 +178,18 @@ mod tests {
 
     #[test]
     fn exec_joins_all_listed() {
-        let s = spec(r#"[{"type":"mount"},{"type":"pid"},{"type":"network","path":"/run/netns/x"}]"#);
+        let s =
+            spec(r#"[{"type":"mount"},{"type":"pid"},{"type":"network","path":"/run/netns/x"}]"#);
         let p = exec_plan(&s, 42);
-        let paths: Vec<_> = p.join.iter().map(|(p, _)| p.display().to_string()).collect();
-        assert_eq!(paths, vec!["/proc/42/ns/pid", "/proc/42/ns/net", "/proc/42/ns/mnt"]);
+        let paths: Vec<_> = p
+            .join
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            vec!["/proc/42/ns/pid", "/proc/42/ns/net", "/proc/42/ns/mnt"]
+        );
         assert!(p.unshare.is_empty());
     }
 }

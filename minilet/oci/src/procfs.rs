@@ -30,17 +30,30 @@ pub fn stat(pid: i32) -> Option<Stat> {
 
 /// Whether `pid` is still the process that started at `start_time` and not a zombie.
 pub fn is_alive(pid: i32, start_time: u64) -> bool {
-    pid > 0 && stat(pid).is_some_and(|s| s.start_time == start_time && !matches!(s.state, 'Z' | 'X'))
+    pid > 0
+        && stat(pid).is_some_and(|s| s.start_time == start_time && !matches!(s.state, 'Z' | 'X'))
 }
 
 /// The pids whose PID namespace is the one of `pid` (scanning /proc).
 pub fn pids_in_pidns_of(pid: i32) -> Vec<i32> {
-    let Ok(target) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else { return Vec::new() };
+    let Ok(target) = std::fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in dir.flatten() {
-        let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        if std::fs::read_link(Path::new("/proc").join(p.to_string()).join("ns/pid")).is_ok_and(|l| l == target) {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_link(Path::new("/proc").join(p.to_string()).join("ns/pid"))
+            .is_ok_and(|l| l == target)
+        {
             out.push(p);
         }
     }
@@ -50,12 +63,16 @@ pub fn pids_in_pidns_of(pid: i32) -> Vec<i32> {
 
 /// The short command name of `pid`.
 pub fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The current time as RFC 3339 with nanoseconds, UTC (`2024-05-01T12:00:00.123456789Z`).
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(now.as_secs() as i64, now.subsec_nanos())
 }
 
@@ -87,8 +104,15 @@ mod tests {
 
     #[test]
     fn stat_with_odd_comm() {
-        let text = "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
-        assert_eq!(parse_stat(text), Some(Stat { state: 'S', start_time: 98765 }));
+        let text =
+            "123 (a) b (c)) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(
+            parse_stat(text),
+            Some(Stat {
+                state: 'S',
+                start_time: 98765
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 

@@ -30,7 +30,10 @@ pub fn resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
 /// Sets every limit.
 pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
     for l in limits {
-        let lim = libc::rlimit { rlim_cur: l.soft(), rlim_max: l.hard() };
+        let lim = libc::rlimit {
+            rlim_cur: l.soft(),
+            rlim_max: l.hard(),
+        };
         // SAFETY: `lim` is a valid rlimit that outlives the call.
         let rc = unsafe { libc::setrlimit(resource(l.typ()), &lim) };
         nix::Error::result(rc).map_err(|e| Error::sys(format!("setrlimit {}", l.typ()), e))?;
@@ -50,7 +53,10 @@ mod tests {
 
     #[test]
     fn lowering_own_soft_limit_works() {
-        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: `cur` is a valid out-pointer.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut cur) }, 0);
         let l: PosixRlimit = serde_json::from_str(&format!(

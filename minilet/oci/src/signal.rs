@@ -12,7 +12,11 @@ pub fn parse(s: &str) -> Result<i32> {
     let bad = || Error::Other(format!("invalid signal {s:?}"));
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = t.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -22,7 +26,9 @@ pub fn parse(s: &str) -> Result<i32> {
     if let Some(rest) = name.strip_prefix("RTMAX") {
         return rt_offset(rest, libc::SIGRTMAX(), -1).ok_or_else(bad);
     }
-    Signal::from_str(&format!("SIG{name}")).map(|sig| sig as i32).map_err(|_| bad())
+    Signal::from_str(&format!("SIG{name}"))
+        .map(|sig| sig as i32)
+        .map_err(|_| bad())
 }
 
 /// `+N` after RTMIN or `-N` after RTMAX (`dir` is the allowed sign).
@@ -35,7 +41,9 @@ fn rt_offset(rest: &str, base: i32, dir: i32) -> Option<i32> {
         _ => rest.strip_prefix('-')?.parse().ok()?,
     };
     let sig = base + dir * n;
-    (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig).then_some(sig)
+    (libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .contains(&sig)
+        .then_some(sig)
 }
 
 #[cfg(test)]

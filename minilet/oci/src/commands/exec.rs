@@ -69,8 +69,14 @@ pub fn run(rt: &Runtime, a: ExecArgs) -> anyhow::Result<i32> {
     if let Some(u) = &a.user {
         let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
         let mut user = process.user().clone();
-        user.set_uid(uid.parse().map_err(|_| anyhow::anyhow!("--user {u:?}: uid[:gid] expected"))?);
-        user.set_gid(gid.parse().map_err(|_| anyhow::anyhow!("--user {u:?}: uid[:gid] expected"))?);
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| anyhow::anyhow!("--user {u:?}: uid[:gid] expected"))?,
+        );
+        user.set_gid(
+            gid.parse()
+                .map_err(|_| anyhow::anyhow!("--user {u:?}: uid[:gid] expected"))?,
+        );
         process.set_user(user);
     }
     if a.no_new_privs {

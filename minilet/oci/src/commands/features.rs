@@ -2,6 +2,9 @@
 
 /// Runs `features`.
 pub fn run() -> anyhow::Result<i32> {
-    println!("{}", serde_json::to_string_pretty(&minik_oci::features::features())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&minik_oci::features::features())?
+    );
     Ok(0)
 }

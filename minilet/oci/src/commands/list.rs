@@ -26,9 +26,19 @@ pub fn run(rt: &Runtime, a: ListArgs) -> anyhow::Result<i32> {
     match a.format.as_str() {
         "json" => println!("{}", serde_json::to_string(&all)?),
         "table" => {
-            println!("{:<20} {:>8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE");
+            println!(
+                "{:<20} {:>8} {:<10} {:<40} CREATED",
+                "ID", "PID", "STATUS", "BUNDLE"
+            );
             for s in &all {
-                println!("{:<20} {:>8} {:<10} {:<40} {}", s.id, s.pid, s.status, s.bundle.display(), s.created);
+                println!(
+                    "{:<20} {:>8} {:<10} {:<40} {}",
+                    s.id,
+                    s.pid,
+                    s.status,
+                    s.bundle.display(),
+                    s.created
+                );
             }
         }
         f => anyhow::bail!("invalid format {f:?} (table or json)"),

@@ -41,7 +41,8 @@ impl Visit for Message {
         if field.name() == "message" {
             self.msg = format!("{value:?}");
         } else {
-            self.fields.push((field.name().into(), format!("{value:?}")));
+            self.fields
+                .push((field.name().into(), format!("{value:?}")));
         }
     }
 }
@@ -87,7 +88,16 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
 /// Installs the logger; returns whether errors go to a log file (beyond stderr).
 pub fn init(g: &Global) -> bool {
     let json = g.log_format == "json";
-    let max = if g.debug { Level::DEBUG } else if g.log.is_some() { Level::INFO } else { Level::WARN };
+    let max = match g.log_level.as_deref() {
+        _ if g.debug => Level::DEBUG,
+        Some("trace") => Level::TRACE,
+        Some("debug") => Level::DEBUG,
+        Some("info") => Level::INFO,
+        Some("warn") | Some("warning") => Level::WARN,
+        Some("error") | Some("fatal") | Some("panic") => Level::ERROR,
+        _ if g.log.is_some() => Level::INFO,
+        _ => Level::WARN,
+    };
     let (out, to_file): (Box<dyn Write + Send>, bool) = match &g.log {
         Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => (Box::new(f), true),
@@ -98,7 +108,11 @@ pub fn init(g: &Global) -> bool {
         },
         None => (Box::new(std::io::stderr()), false),
     };
-    let layer = RuncLayer { out: Mutex::new(out), json, max };
+    let layer = RuncLayer {
+        out: Mutex::new(out),
+        json,
+        max,
+    };
     let _ = tracing_subscriber::registry().with(layer).try_init();
     to_file
 }

@@ -19,7 +19,11 @@ use minik_oci::Runtime;
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "minik-oci", version, about = "minik's OCI runtime (runc-compatible command line)")]
+#[command(
+    name = "minik-oci",
+    version,
+    about = "minik's OCI runtime (runc-compatible command line)"
+)]
 pub struct Cli {
     /// Flags before the verb.
     #[command(flatten)]
@@ -44,6 +48,9 @@ pub struct Global {
     /// Log debug messages.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Log level (error, warn, info, debug); `--debug` is `--log-level debug`.
+    #[arg(long = "log-level", global = true)]
+    pub log_level: Option<String>,
     /// Accepted for compatibility (systemd-style cgroupsPath is converted to a path).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,

@@ -61,11 +61,25 @@ impl Runtime {
         let dir = self.root.join(id);
         match std::fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::AlreadyExists(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.into()))
+            }
             Err(e) => return Err(Error::io("create", &dir, e)),
         }
-        let mut cleanup = Cleanup { dir: dir.clone(), pid: None, cgroup: None };
-        let c = self.create_in(id, &bundle, &spec, program.as_ref(), opts, &dir, &mut cleanup)?;
+        let mut cleanup = Cleanup {
+            dir: dir.clone(),
+            pid: None,
+            cgroup: None,
+        };
+        let c = self.create_in(
+            id,
+            &bundle,
+            &spec,
+            program.as_ref(),
+            opts,
+            &dir,
+            &mut cleanup,
+        )?;
         cleanup.dir = PathBuf::new();
         cleanup.pid = None;
         cleanup.cgroup = None;
@@ -88,11 +102,16 @@ impl Runtime {
             .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
         std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
             .map_err(|e| Error::io("chmod", &fifo, e))?;
-        let process = spec.process().as_ref().ok_or_else(|| Error::config("process is missing"))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::config("process is missing"))?;
         let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
             (Some(path), true) => Some(tty::connect(path)?),
             (None, true) => {
-                return Err(Error::config("process.terminal is true but no --console-socket was given"))
+                return Err(Error::config(
+                    "process.terminal is true but no --console-socket was given",
+                ))
             }
             _ => None,
         };
@@ -138,17 +157,27 @@ impl Runtime {
             }
         }
         drop(console);
-        let start = procfs::stat(pid).map(|s| s.start_time).ok_or_else(|| Error::Init("the init process is gone".into()))?;
+        let start = procfs::stat(pid)
+            .map(|s| s.start_time)
+            .ok_or_else(|| Error::Init("the init process is gone".into()))?;
         let mut oci = creating;
         oci.status = Status::Created;
         oci.created = procfs::now_rfc3339();
-        let state = StateFile { oci, pid_start_time: start, cgroups_path: cgroup_path, config: spec.clone() };
+        let state = StateFile {
+            oci,
+            pid_start_time: start,
+            cgroups_path: cgroup_path,
+            config: spec.clone(),
+        };
         write_state(dir, &state)?;
         if let Some(pf) = &opts.pid_file {
             write_atomic(pf, &pid.to_string())?;
         }
         tracing::debug!(id, pid, "created");
-        Ok(Container { dir: dir.to_path_buf(), state })
+        Ok(Container {
+            dir: dir.to_path_buf(),
+            state,
+        })
     }
 }
 
@@ -163,7 +192,9 @@ fn recv_pid(chan: &mut Channel, stage1: Pid) -> Result<i32> {
         }
         Ok(other) => {
             let _ = waitpid(stage1, None);
-            return Err(Error::Init(format!("the init process did not report its pid ({other:?})")));
+            return Err(Error::Init(format!(
+                "the init process did not report its pid ({other:?})"
+            )));
         }
         Err(e) => return Err(e),
     };

@@ -94,7 +94,8 @@ impl Runtime {
             _ => None,
         };
         if !opts.detach {
-            nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::sys("become a child subreaper", e))?;
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|e| Error::sys("become a child subreaper", e))?;
         }
         let args = InitArgs {
             id,
@@ -119,7 +120,9 @@ impl Runtime {
             }
             other => {
                 let _ = waitpid(stage1_pid, None);
-                return Err(Error::Init(format!("the exec process did not report its pid ({other:?})")));
+                return Err(Error::Init(format!(
+                    "the exec process did not report its pid ({other:?})"
+                )));
             }
         };
         if pid != stage1_pid.as_raw() {
@@ -132,13 +135,22 @@ impl Runtime {
         };
         if let Some(path) = &c.state.cgroups_path {
             let cg = cgroups::open(path).map_err(fail)?;
-            cg.add_task(pid).map_err(|source| fail(Error::Cgroup { path: path.clone(), source }))?;
+            cg.add_task(pid).map_err(|source| {
+                fail(Error::Cgroup {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
         }
         parent.send(&ToInit::Go { pid }).map_err(fail)?;
         match parent.recv::<ToRuntime>() {
             Ok(Some(ToRuntime::Ready)) => {}
             Ok(Some(ToRuntime::Error(e))) => return Err(fail(Error::Init(e))),
-            Ok(other) => return Err(fail(Error::Init(format!("exec setup ended unexpectedly ({other:?})")))),
+            Ok(other) => {
+                return Err(fail(Error::Init(format!(
+                    "exec setup ended unexpectedly ({other:?})"
+                ))))
+            }
             Err(e) => return Err(fail(e)),
         }
         drop(console);
@@ -146,8 +158,14 @@ impl Runtime {
             write_atomic(pf, &pid.to_string())?;
         }
         if opts.detach {
-            return Ok(ExecResult { pid, exit_code: None });
+            return Ok(ExecResult {
+                pid,
+                exit_code: None,
+            });
         }
-        Ok(ExecResult { pid, exit_code: Some(wait_exit(pid)?) })
+        Ok(ExecResult {
+            pid,
+            exit_code: Some(wait_exit(pid)?),
+        })
     }
 }

@@ -88,7 +88,9 @@ pub fn validate_id(id: &str) -> Result<()> {
         && id != "."
         && id != ".."
         && id.len() <= 1024
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
     if ok {
         Ok(())
     } else {
@@ -114,7 +116,9 @@ impl Runtime {
         let path = dir.join("state.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(id.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
             Err(e) => return Err(Error::io("read", &path, e)),
         };
         let state: StateFile = serde_json::from_str(&text)
@@ -165,7 +169,10 @@ mod tests {
     fn missing_container_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let rt = Runtime::new(dir.path());
-        assert_eq!(rt.state("nope").unwrap_err().to_string(), "container \"nope\" does not exist");
+        assert_eq!(
+            rt.state("nope").unwrap_err().to_string(),
+            "container \"nope\" does not exist"
+        );
         assert!(rt.list().unwrap().is_empty());
     }
 

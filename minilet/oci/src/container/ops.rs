@@ -92,7 +92,9 @@ impl Runtime {
             return Err(Error::Init(f));
         }
         if !got {
-            return Err(Error::Init("the container's init did not reach the exec fifo".into()));
+            return Err(Error::Init(
+                "the container's init did not reach the exec fifo".into(),
+            ));
         }
         let _ = std::fs::remove_file(&fifo);
         c.state.oci.status = Status::Running;
@@ -110,7 +112,10 @@ impl Runtime {
         if all {
             if let Some(path) = &c.state.cgroups_path {
                 let cg = cgroups::open(path)?;
-                return cg.kill_all(signal).map_err(|source| Error::Cgroup { path: path.clone(), source });
+                return cg.kill_all(signal).map_err(|source| Error::Cgroup {
+                    path: path.clone(),
+                    source,
+                });
             }
             for pid in self.ps_of(&c)? {
                 send(pid, signal)?;
@@ -131,7 +136,11 @@ impl Runtime {
                 if super::validate_id(id).is_ok() && dir.join("state.json").metadata().is_err() {
                     let _ = std::fs::remove_dir_all(&dir);
                 }
-                return if force { Ok(()) } else { Err(Error::NotFound(id.into())) };
+                return if force {
+                    Ok(())
+                } else {
+                    Err(Error::NotFound(id.into()))
+                };
             }
             Err(e) => return Err(e),
         };
@@ -145,7 +154,9 @@ impl Runtime {
             }
             let _ = send(c.state.oci.pid, libc::SIGKILL);
             if !self.wait_stopped(&c, PATIENCE) {
-                return Err(Error::Other(format!("container \"{id}\" did not die after SIGKILL")));
+                return Err(Error::Other(format!(
+                    "container \"{id}\" did not die after SIGKILL"
+                )));
             }
         }
         if let Some(path) = &c.state.cgroups_path {
@@ -178,7 +189,10 @@ impl Runtime {
     fn ps_of(&self, c: &Container) -> Result<Vec<i32>> {
         if let Some(path) = &c.state.cgroups_path {
             let cg = cgroups::open(path)?;
-            let mut pids = cg.pids().map_err(|source| Error::Cgroup { path: path.clone(), source })?;
+            let mut pids = cg.pids().map_err(|source| Error::Cgroup {
+                path: path.clone(),
+                source,
+            })?;
             pids.sort_unstable();
             return Ok(pids);
         }
@@ -187,7 +201,11 @@ impl Runtime {
             std::path::Path::new(&format!("/proc/{pid}/ns/pid")),
             std::path::Path::new("/proc/self/ns/pid"),
         );
-        Ok(if own_ns { procfs::pids_in_pidns_of(pid) } else { vec![pid] })
+        Ok(if own_ns {
+            procfs::pids_in_pidns_of(pid)
+        } else {
+            vec![pid]
+        })
     }
 }
 

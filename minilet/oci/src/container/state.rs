@@ -49,7 +49,9 @@ impl Status {
     pub fn check_kill(self, id: &str) -> Result<()> {
         match self {
             Status::Created | Status::Running => Ok(()),
-            s => Err(Error::BadState(format!("container \"{id}\" is not running (status: {s})"))),
+            s => Err(Error::BadState(format!(
+                "container \"{id}\" is not running (status: {s})"
+            ))),
         }
     }
 
@@ -67,7 +69,9 @@ impl Status {
     pub fn check_exec(self, id: &str) -> Result<()> {
         match self {
             Status::Created | Status::Running => Ok(()),
-            s => Err(Error::BadState(format!("cannot exec in container \"{id}\": it is {s}"))),
+            s => Err(Error::BadState(format!(
+                "cannot exec in container \"{id}\": it is {s}"
+            ))),
         }
     }
 }
@@ -150,10 +154,17 @@ mod tests {
         assert!(Status::Stopped.check_start().is_err());
         assert!(Status::Running.check_kill("a").is_ok());
         assert!(Status::Created.check_kill("a").is_ok());
-        assert!(Status::Stopped.check_kill("a").unwrap_err().to_string().contains("not running"));
+        assert!(Status::Stopped
+            .check_kill("a")
+            .unwrap_err()
+            .to_string()
+            .contains("not running"));
         assert!(Status::Stopped.check_delete("a", false).is_ok());
         assert!(Status::Created.check_delete("a", false).is_ok());
-        let e = Status::Running.check_delete("a", false).unwrap_err().to_string();
+        let e = Status::Running
+            .check_delete("a", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not stopped") && e.contains("--force"), "{e}");
         assert!(Status::Running.check_delete("a", true).is_ok());
         assert!(Status::Stopped.check_exec("a").is_err());

@@ -48,25 +48,37 @@ impl Channel {
     }
 
     fn new(s: UnixStream) -> Result<Channel> {
-        let writer = s.try_clone().map_err(|e| Error::Other(format!("dup socket: {e}")))?;
-        Ok(Channel { reader: BufReader::new(s), writer })
+        let writer = s
+            .try_clone()
+            .map_err(|e| Error::Other(format!("dup socket: {e}")))?;
+        Ok(Channel {
+            reader: BufReader::new(s),
+            writer,
+        })
     }
 
     /// Sends one message.
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<()> {
         let mut line = serde_json::to_vec(msg).map_err(|e| Error::Other(format!("encode: {e}")))?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| Error::Other(format!("send to the other side: {e}")))
+        self.writer
+            .write_all(&line)
+            .map_err(|e| Error::Other(format!("send to the other side: {e}")))
     }
 
     /// Receives one message; `None` when the other side closed its end.
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>> {
         let mut line = String::new();
-        let n = self.reader.read_line(&mut line).map_err(|e| Error::Other(format!("receive: {e}")))?;
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| Error::Other(format!("receive: {e}")))?;
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_str(&line).map(Some).map_err(|e| Error::Other(format!("decode {line:?}: {e}")))
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| Error::Other(format!("decode {line:?}: {e}")))
     }
 }
 
@@ -78,9 +90,13 @@ mod tests {
     fn round_trip_and_eof() {
         let (mut a, mut b) = Channel::pair().unwrap();
         a.send(&ToRuntime::Pid(42)).unwrap();
-        a.send(&ToRuntime::Error("bad \"thing\"\nhere".into())).unwrap();
+        a.send(&ToRuntime::Error("bad \"thing\"\nhere".into()))
+            .unwrap();
         assert_eq!(b.recv::<ToRuntime>().unwrap(), Some(ToRuntime::Pid(42)));
-        assert_eq!(b.recv::<ToRuntime>().unwrap(), Some(ToRuntime::Error("bad \"thing\"\nhere".into())));
+        assert_eq!(
+            b.recv::<ToRuntime>().unwrap(),
+            Some(ToRuntime::Error("bad \"thing\"\nhere".into()))
+        );
         b.send(&ToInit::Go { pid: 7 }).unwrap();
         assert_eq!(a.recv::<ToInit>().unwrap(), Some(ToInit::Go { pid: 7 }));
         drop(a);

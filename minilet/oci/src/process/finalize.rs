@@ -42,14 +42,24 @@ pub fn lookup(arg0: &str, env: &[String]) -> Result<PathBuf> {
         return if executable(&p) {
             Ok(p)
         } else {
-            Err(Error::Other(format!("exec: {arg0:?}: no such executable file")))
+            Err(Error::Other(format!(
+                "exec: {arg0:?}: no such executable file"
+            )))
         };
     }
-    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
     path.split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|p| executable(p))
-        .ok_or_else(|| Error::Other(format!("exec: {arg0:?}: executable file not found in $PATH")))
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "exec: {arg0:?}: executable file not found in $PATH"
+            ))
+        })
 }
 
 /// What to do before the program runs.
@@ -81,7 +91,12 @@ pub fn prepare(opts: &Options<'_>) -> Result<Exec> {
     nix::sys::prctl::set_keepcaps(true).sys(|| "keep capabilities across setuid".into())?;
     capabilities::drop_bounding(&sets.bounding)?;
     let user = p.user();
-    let groups: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).sys(|| "setgroups".into())?;
     let gid = Gid::from_raw(user.gid());
     nix::unistd::setresgid(gid, gid, gid).sys(|| format!("setgid {gid}"))?;
@@ -92,14 +107,22 @@ pub fn prepare(opts: &Options<'_>) -> Result<Exec> {
     nix::unistd::chdir(p.cwd()).sys(|| format!("chdir to process.cwd {}", p.cwd().display()))?;
     let args = p.args().as_deref().unwrap_or_default();
     let env = p.env().as_deref().unwrap_or_default();
-    let arg0 = args.first().ok_or_else(|| Error::config("process.args is empty"))?;
+    let arg0 = args
+        .first()
+        .ok_or_else(|| Error::config("process.args is empty"))?;
     let path = lookup(arg0, env)?;
     keep_only_fds(opts.preserve_fds);
     Ok(Exec {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| Error::config(format!("process.args[0] {arg0:?} contains a NUL byte")))?,
-        argv: args.iter().map(|a| cstring(a, "process.args entry")).collect::<Result<_>>()?,
-        envp: env.iter().map(|e| cstring(e, "process.env entry")).collect::<Result<_>>()?,
+        argv: args
+            .iter()
+            .map(|a| cstring(a, "process.args entry"))
+            .collect::<Result<_>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstring(e, "process.env entry"))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -111,10 +134,20 @@ fn keep_only_fds(preserve: u32) {
     }
     let first = 3 + preserve;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on open fds.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc != 0 {
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+            let fds: Vec<i32> = dir
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
             for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
                 // SAFETY: as above, per fd.
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -142,8 +175,10 @@ pub fn exec(exec: Exec, late_seccomp: Option<&Program>) -> Result<Infallible> {
         s.install()?;
     }
     reset_signals();
-    let e = nix::unistd::execve(&exec.path, &exec.argv, &exec.envp).unwrap_err();
-    Err(Error::sys(format!("exec {:?}", exec.path), e))
+    match nix::unistd::execve(&exec.path, &exec.argv, &exec.envp) {
+        Err(e) => Err(Error::sys(format!("exec {:?}", exec.path), e)),
+        Ok(never) => match never {},
+    }
 }
 
 #[cfg(test)]

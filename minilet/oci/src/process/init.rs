@@ -81,7 +81,11 @@ pub fn stage1(args: &InitArgs<'_>, chan: &mut Channel) -> i32 {
 }
 
 fn stage2(args: &InitArgs<'_>, chan: &mut Channel) -> i32 {
-    let result = if args.process.is_some() { exec_process(args, chan) } else { init(args, chan) };
+    let result = if args.process.is_some() {
+        exec_process(args, chan)
+    } else {
+        init(args, chan)
+    };
     let Err(e) = result;
     if chan.send(&ToRuntime::Error(e.to_string())).is_err() {
         eprintln!("minik-oci: container {}: {e}", args.id);
@@ -92,7 +96,9 @@ fn stage2(args: &InitArgs<'_>, chan: &mut Channel) -> i32 {
 fn wait_go(chan: &mut Channel) -> Result<i32> {
     match chan.recv::<ToInit>()? {
         Some(ToInit::Go { pid }) => Ok(pid),
-        other => Err(Error::Init(format!("expected the go-ahead from the runtime, got {other:?}"))),
+        other => Err(Error::Init(format!(
+            "expected the go-ahead from the runtime, got {other:?}"
+        ))),
     }
 }
 
@@ -116,7 +122,10 @@ fn console_size(p: &oci_spec::runtime::Process) -> Option<tty::Size> {
 
 fn init(args: &InitArgs<'_>, chan: &mut Channel) -> Result<Infallible> {
     let spec = args.spec;
-    let process = spec.process().as_ref().ok_or_else(|| Error::config("process is missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process is missing"))?;
     let pid = wait_go(chan)?;
     let state = |status| {
         let mut s = OciState::new(args.id, status, pid, args.bundle.to_path_buf());
@@ -127,24 +136,35 @@ fn init(args: &InitArgs<'_>, chan: &mut Channel) -> Result<Infallible> {
     nix::unistd::setsid().sys(|| "setsid".into())?;
     let sys = LinuxSyscall;
     if args.plan.new_cgroup {
-        sys.unshare(CloneFlags::CLONE_NEWCGROUP).sys(|| "create the cgroup namespace".into())?;
+        sys.unshare(CloneFlags::CLONE_NEWCGROUP)
+            .sys(|| "create the cgroup namespace".into())?;
     }
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         sys.sethostname(h).sys(|| format!("sethostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
-        sys.setdomainname(d).sys(|| format!("setdomainname {d:?}"))?;
+        sys.setdomainname(d)
+            .sys(|| format!("setdomainname {d:?}"))?;
     }
     rootfs::prepare(spec, &args.rootfs, args.bundle, &sys)?;
     let fifo: Option<OwnedFd> = match &args.fifo {
-        Some(f) => Some(open(f, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).sys(|| format!("open {}", f.display()))?),
+        Some(f) => Some(
+            open(f, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .sys(|| format!("open {}", f.display()))?,
+        ),
         None => None,
     };
-    if !hooks::of(spec, Kind::Prestart).is_empty() || !hooks::of(spec, Kind::CreateRuntime).is_empty() {
+    if !hooks::of(spec, Kind::Prestart).is_empty()
+        || !hooks::of(spec, Kind::CreateRuntime).is_empty()
+    {
         chan.send(&ToRuntime::RunHooks)?;
         match chan.recv::<ToInit>()? {
             Some(ToInit::HooksDone) => {}
-            other => return Err(Error::Init(format!("expected the hooks to be done, got {other:?}"))),
+            other => {
+                return Err(Error::Init(format!(
+                    "expected the hooks to be done, got {other:?}"
+                )))
+            }
         }
     }
     hooks::run(spec, Kind::CreateContainer, &state(Status::Creating))?;
@@ -152,37 +172,57 @@ fn init(args: &InitArgs<'_>, chan: &mut Channel) -> Result<Infallible> {
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (key, value) in sysctl {
             let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-            sys.write_file(&path, value).sys(|| format!("sysctl {key}={value}"))?;
+            sys.write_file(&path, value)
+                .sys(|| format!("sysctl {key}={value}"))?;
         }
     }
     rootfs::finish(spec, &sys)?;
     if process.terminal().unwrap_or(false) {
-        let socket = args.console.ok_or_else(|| Error::Other("process.terminal is set but there is no --console-socket".into()))?;
+        let socket = args.console.ok_or_else(|| {
+            Error::Other("process.terminal is set but there is no --console-socket".into())
+        })?;
         tty::setup_console(socket, console_size(process))?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string()).sys(|| "set oom_score_adj".into())?;
+        sys.write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
+            .sys(|| "set oom_score_adj".into())?;
     }
-    let exec = finalize::prepare(&finalize::Options { process, seccomp: args.seccomp, preserve_fds: args.preserve_fds })?;
+    let exec = finalize::prepare(&finalize::Options {
+        process,
+        seccomp: args.seccomp,
+        preserve_fds: args.preserve_fds,
+    })?;
     chan.send(&ToRuntime::Ready)?;
     if let Some(fifo) = fifo {
         let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
         // Blocks until `start` opens the fifo for reading.
-        let w: OwnedFd = open(path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .sys(|| "open the exec fifo (is /proc mounted in the container?)".into())?;
+        let w: OwnedFd = open(
+            path.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .sys(|| "open the exec fifo (is /proc mounted in the container?)".into())?;
         nix::unistd::write(&w, b"0").sys(|| "write the exec fifo".into())?;
     }
     hooks::run(spec, Kind::StartContainer, &state(Status::Running))?;
-    let late = process.no_new_privileges().unwrap_or(false).then_some(args.seccomp).flatten();
+    let late = process
+        .no_new_privileges()
+        .unwrap_or(false)
+        .then_some(args.seccomp)
+        .flatten();
     finalize::exec(exec, late)
 }
 
 fn exec_process(args: &InitArgs<'_>, chan: &mut Channel) -> Result<Infallible> {
-    let process = args.process.ok_or_else(|| Error::Other("no process to exec".into()))?;
+    let process = args
+        .process
+        .ok_or_else(|| Error::Other("no process to exec".into()))?;
     wait_go(chan)?;
     dup_stdio(args.stdio)?;
     if process.terminal().unwrap_or(false) {
-        let socket = args.console.ok_or_else(|| Error::Other("--tty needs a --console-socket".into()))?;
+        let socket = args
+            .console
+            .ok_or_else(|| Error::Other("--tty needs a --console-socket".into()))?;
         nix::unistd::setsid().sys(|| "setsid".into())?;
         tty::setup_console(socket, console_size(process))?;
     }
@@ -191,8 +231,16 @@ fn exec_process(args: &InitArgs<'_>, chan: &mut Channel) -> Result<Infallible> {
             .write_file(Path::new("/proc/self/oom_score_adj"), &adj.to_string())
             .sys(|| "set oom_score_adj".into())?;
     }
-    let exec = finalize::prepare(&finalize::Options { process, seccomp: args.seccomp, preserve_fds: args.preserve_fds })?;
+    let exec = finalize::prepare(&finalize::Options {
+        process,
+        seccomp: args.seccomp,
+        preserve_fds: args.preserve_fds,
+    })?;
     chan.send(&ToRuntime::Ready)?;
-    let late = process.no_new_privileges().unwrap_or(false).then_some(args.seccomp).flatten();
+    let late = process
+        .no_new_privileges()
+        .unwrap_or(false)
+        .then_some(args.seccomp)
+        .flatten();
     finalize::exec(exec, late)
 }

@@ -25,13 +25,19 @@ pub struct CgroupMount {
 pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
         let mut r = right.split(' ');
         let (Some(fstype), Some(_source), Some(super_opts)) = (r.next(), r.next(), r.next()) else {
             continue;
         };
-        if !(fstype == "cgroup" || fstype == "cgroup2") || !mount_point.starts_with("/sys/fs/cgroup") {
+        if !(fstype == "cgroup" || fstype == "cgroup2")
+            || !mount_point.starts_with("/sys/fs/cgroup")
+        {
             continue;
         }
         let options = super_opts
@@ -39,51 +45,96 @@ pub fn parse_mountinfo(text: &str) -> Vec<CgroupMount> {
             .filter(|o| !matches!(*o, "rw" | "ro") && (fstype == "cgroup" || o.is_empty()))
             .collect::<Vec<_>>()
             .join(",");
-        out.push(CgroupMount { mount_point: mount_point.into(), fstype: fstype.into(), options });
+        out.push(CgroupMount {
+            mount_point: mount_point.into(),
+            fstype: fstype.into(),
+            options,
+        });
     }
     out
 }
 
 /// Reads the host's cgroup mounts.
 pub fn host_mounts() -> Vec<CgroupMount> {
-    std::fs::read_to_string("/proc/self/mountinfo").map(|t| parse_mountinfo(&t)).unwrap_or_default()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
 }
 
 /// Mounts cgroup filesystems at `dest` with `flags` (nosuid, ro, …).
 pub fn mount(dest: &Path, flags: MsFlags, host: &[CgroupMount], sys: &dyn Syscall) -> Result<()> {
     let err = |what: String| move |e| Error::sys(what, e);
-    sys.mkdir_all(dest, 0o755).map_err(err(format!("mkdir {}", dest.display())))?;
+    sys.mkdir_all(dest, 0o755)
+        .map_err(err(format!("mkdir {}", dest.display())))?;
     let root = Path::new("/sys/fs/cgroup");
-    if host.iter().any(|m| m.mount_point == root && m.fstype == "cgroup2") {
-        let r = sys.mount(Some(Path::new("cgroup2")), dest, Some("cgroup2"), flags, None);
+    if host
+        .iter()
+        .any(|m| m.mount_point == root && m.fstype == "cgroup2")
+    {
+        let r = sys.mount(
+            Some(Path::new("cgroup2")),
+            dest,
+            Some("cgroup2"),
+            flags,
+            None,
+        );
         if r.is_err() {
             bind(root, dest, flags, sys)?;
         }
         return Ok(());
     }
     let rw = flags & !MsFlags::MS_RDONLY;
-    sys.mount(Some(Path::new("tmpfs")), dest, Some("tmpfs"), rw, Some("mode=755"))
-        .map_err(err(format!("mount tmpfs on {}", dest.display())))?;
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        rw,
+        Some("mode=755"),
+    )
+    .map_err(err(format!("mount tmpfs on {}", dest.display())))?;
     for m in host.iter().filter(|m| m.mount_point != root) {
-        let Ok(name) = m.mount_point.strip_prefix(root) else { continue };
+        let Ok(name) = m.mount_point.strip_prefix(root) else {
+            continue;
+        };
         let target = dest.join(name);
-        sys.mkdir_all(&target, 0o755).map_err(err(format!("mkdir {}", target.display())))?;
+        sys.mkdir_all(&target, 0o755)
+            .map_err(err(format!("mkdir {}", target.display())))?;
         let data = (!m.options.is_empty()).then_some(m.options.as_str());
         let source = Path::new(m.fstype.as_str());
-        if sys.mount(Some(source), &target, Some(&m.fstype), flags, data).is_err() {
+        if sys
+            .mount(Some(source), &target, Some(&m.fstype), flags, data)
+            .is_err()
+        {
             bind(&m.mount_point, &target, flags, sys)?;
         }
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        sys.mount(None, dest, None, MsFlags::MS_REMOUNT | flags, Some("mode=755"))
-            .map_err(err(format!("remount {} read-only", dest.display())))?;
+        sys.mount(
+            None,
+            dest,
+            None,
+            MsFlags::MS_REMOUNT | flags,
+            Some("mode=755"),
+        )
+        .map_err(err(format!("remount {} read-only", dest.display())))?;
     }
     Ok(())
 }
 
 fn bind(source: &Path, target: &Path, flags: MsFlags, sys: &dyn Syscall) -> Result<()> {
-    sys.mount(Some(source), target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-        .map_err(|e| Error::sys(format!("bind {} on {}", source.display(), target.display()), e))?;
+    sys.mount(
+        Some(source),
+        target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| {
+        Error::sys(
+            format!("bind {} on {}", source.display(), target.display()),
+            e,
+        )
+    })?;
     if flags.contains(MsFlags::MS_RDONLY) {
         remount_readonly(target, sys)
             .map_err(|e| Error::sys(format!("remount {} read-only", target.display()), e))?;
@@ -117,13 +168,23 @@ mod tests {
     fn v1_gets_tmpfs_and_hierarchies() {
         let sys = RecordingSyscall::new();
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_RDONLY;
-        mount(Path::new("/r/sys/fs/cgroup"), flags, &parse_mountinfo(HYBRID), &sys).unwrap();
+        mount(
+            Path::new("/r/sys/fs/cgroup"),
+            flags,
+            &parse_mountinfo(HYBRID),
+            &sys,
+        )
+        .unwrap();
         let mounts = sys.mounts();
         assert_eq!(mounts.len(), 5);
-        assert!(matches!(&mounts[0], Call::Mount { fstype: Some(t), flags, .. }
-            if t == "tmpfs" && !flags.contains(MsFlags::MS_RDONLY)));
-        assert!(matches!(&mounts[1], Call::Mount { target, data: Some(d), .. }
-            if target == Path::new("/r/sys/fs/cgroup/cpu") && d == "cpu"));
+        assert!(
+            matches!(&mounts[0], Call::Mount { fstype: Some(t), flags, .. }
+            if t == "tmpfs" && !flags.contains(MsFlags::MS_RDONLY))
+        );
+        assert!(
+            matches!(&mounts[1], Call::Mount { target, data: Some(d), .. }
+            if target == Path::new("/r/sys/fs/cgroup/cpu") && d == "cpu")
+        );
         assert!(matches!(&mounts[4], Call::Mount { flags, .. }
             if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY)));
     }
@@ -132,7 +193,13 @@ mod tests {
     fn v2_gets_one_mount() {
         let sys = RecordingSyscall::new();
         let host = parse_mountinfo("30 1 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate");
-        mount(Path::new("/r/sys/fs/cgroup"), MsFlags::MS_RDONLY, &host, &sys).unwrap();
+        mount(
+            Path::new("/r/sys/fs/cgroup"),
+            MsFlags::MS_RDONLY,
+            &host,
+            &sys,
+        )
+        .unwrap();
         let mounts = sys.mounts();
         assert_eq!(mounts.len(), 1);
         assert!(matches!(&mounts[0], Call::Mount { fstype: Some(t), .. } if t == "cgroup2"));

@@ -31,18 +31,25 @@ pub struct Device {
 
 /// runc's default devices: null, zero, full, random, urandom, tty.
 pub fn defaults() -> Vec<Device> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Device {
-            path: PathBuf::from("/dev").join(name),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Device {
+        path: PathBuf::from("/dev").join(name),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 fn from_spec(d: &LinuxDevice) -> Result<Device> {
@@ -59,7 +66,10 @@ fn from_spec(d: &LinuxDevice) -> Result<Device> {
     };
     let to_u64 = |n: i64, what: &str| {
         u64::try_from(n).map_err(|_| {
-            Error::config(format!("linux.devices: {} has a negative {what}", d.path().display()))
+            Error::config(format!(
+                "linux.devices: {} has a negative {what}",
+                d.path().display()
+            ))
         })
     };
     Ok(Device {
@@ -78,15 +88,28 @@ pub fn dev_is_bound(spec: &Spec) -> bool {
     spec.mounts().iter().flatten().any(|m| {
         m.destination() == Path::new("/dev")
             && (m.typ().as_deref() == Some("bind")
-                || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+                || m.options()
+                    .iter()
+                    .flatten()
+                    .any(|o| o == "bind" || o == "rbind"))
     })
 }
 
 /// The devices to create: the defaults (unless /dev is a bind mount) then
 /// `linux.devices`, later entries replacing earlier ones with the same path.
 pub fn plan(spec: &Spec) -> Result<Vec<Device>> {
-    let mut out = if dev_is_bound(spec) { Vec::new() } else { defaults() };
-    for d in spec.linux().as_ref().and_then(|l| l.devices().as_ref()).into_iter().flatten() {
+    let mut out = if dev_is_bound(spec) {
+        Vec::new()
+    } else {
+        defaults()
+    };
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
         let dev = from_spec(d)?;
         out.retain(|o| o.path != dev.path);
         out.push(dev);
@@ -153,7 +176,9 @@ mod tests {
         );
         let p = plan(&s).unwrap();
         assert_eq!(p.len(), 7);
-        assert!(p.iter().any(|d| d.path == Path::new("/dev/fuse") && d.minor == 229));
+        assert!(p
+            .iter()
+            .any(|d| d.path == Path::new("/dev/fuse") && d.minor == 229));
         let null = p.iter().find(|d| d.path == Path::new("/dev/null")).unwrap();
         assert_eq!(null.mode, 0o660);
     }

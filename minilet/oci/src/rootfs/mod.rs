@@ -24,14 +24,29 @@ use paths::secure_join;
 /// Steps 1: everything before `pivot_root`.
 pub fn prepare(spec: &Spec, rootfs: &Path, bundle: &Path, sys: &dyn Syscall) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let propagation = options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
-        .map_err(Error::config)?;
+    let propagation =
+        options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))
+            .map_err(Error::config)?;
     sys.mount(None, Path::new("/"), None, propagation, None)
         .map_err(|e| Error::sys("set the propagation of /", e))?;
-    sys.mount(Some(rootfs), rootfs, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-        .map_err(|e| Error::sys(format!("bind the rootfs {}", rootfs.display()), e))?;
-    let needs_cgroups = spec.mounts().iter().flatten().any(|m| m.typ().as_deref() == Some("cgroup"));
-    let host_cgroups = if needs_cgroups { cgroupfs::host_mounts() } else { Vec::new() };
+    sys.mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| Error::sys(format!("bind the rootfs {}", rootfs.display()), e))?;
+    let needs_cgroups = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.typ().as_deref() == Some("cgroup"));
+    let host_cgroups = if needs_cgroups {
+        cgroupfs::host_mounts()
+    } else {
+        Vec::new()
+    };
     for m in spec.mounts().iter().flatten() {
         mount_one(m, rootfs, bundle, &host_cgroups, sys)?;
     }
@@ -61,19 +76,26 @@ pub fn mount_one(
         let source = m.source().as_deref().ok_or_else(|| {
             Error::config(format!("mounts: the bind mount on {name} has no source"))
         })?;
-        let source = if source.is_absolute() { source.to_path_buf() } else { bundle.join(source) };
-        let meta = std::fs::metadata(&source).map_err(|e| Error::io("bind mount source", &source, e))?;
+        let source = if source.is_absolute() {
+            source.to_path_buf()
+        } else {
+            bundle.join(source)
+        };
+        let meta =
+            std::fs::metadata(&source).map_err(|e| Error::io("bind mount source", &source, e))?;
         if meta.is_dir() {
             sys.mkdir_all(&dest, 0o755).map_err(fail("mkdir"))?;
         } else {
             sys.create_file(&dest).map_err(fail("create"))?;
         }
         let rec = opts.flags & MsFlags::MS_REC;
-        sys.mount(Some(&source), &dest, None, MsFlags::MS_BIND | rec, None).map_err(fail("bind"))?;
+        sys.mount(Some(&source), &dest, None, MsFlags::MS_BIND | rec, None)
+            .map_err(fail("bind"))?;
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest | paths::locked_flags(&dest);
-            sys.mount(None, &dest, None, flags, None).map_err(fail("remount"))?;
+            sys.mount(None, &dest, None, flags, None)
+                .map_err(fail("remount"))?;
         }
     } else {
         sys.mkdir_all(&dest, 0o755).map_err(fail("mkdir"))?;
@@ -85,7 +107,8 @@ pub fn mount_one(
             Err(nix::Error::EPERM) | Err(nix::Error::EBUSY) if typ == "sysfs" => {
                 // Without a new network namespace the kernel refuses a fresh sysfs.
                 let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-                sys.mount(Some(Path::new("/sys")), &dest, None, flags, None).map_err(fail("bind /sys on"))?;
+                sys.mount(Some(Path::new("/sys")), &dest, None, flags, None)
+                    .map_err(fail("bind /sys on"))?;
                 if opts.flags.contains(MsFlags::MS_RDONLY) {
                     paths::remount_readonly(&dest, sys).map_err(fail("remount"))?;
                 }
@@ -94,14 +117,16 @@ pub fn mount_one(
         }
     }
     for p in &opts.propagation {
-        sys.mount(None, &dest, None, *p, None).map_err(fail("set propagation of"))?;
+        sys.mount(None, &dest, None, *p, None)
+            .map_err(fail("set propagation of"))?;
     }
     Ok(())
 }
 
 /// Step 2: `pivot_root` into the rootfs.
 pub fn pivot(rootfs: &Path, sys: &dyn Syscall) -> Result<()> {
-    sys.pivot_root(rootfs).map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))
+    sys.pivot_root(rootfs)
+        .map_err(|e| Error::sys(format!("pivot_root {}", rootfs.display()), e))
 }
 
 /// Step 3, inside the new root: masked paths, read-only paths, read-only root.
@@ -110,8 +135,14 @@ pub fn finish(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
         paths::mask(linux.masked_paths().as_deref().unwrap_or_default(), sys)?;
         paths::make_readonly(linux.readonly_paths().as_deref().unwrap_or_default(), sys)?;
     }
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        paths::remount_readonly(Path::new("/"), sys).map_err(|e| Error::sys("remount / read-only", e))?;
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        paths::remount_readonly(Path::new("/"), sys)
+            .map_err(|e| Error::sys("remount / read-only", e))?;
     }
     Ok(())
 }
@@ -160,16 +191,27 @@ mod tests {
         assert_eq!(targets[4], root.join("dev/pts"));
         assert_eq!(targets[5], root.join("sys"));
         // rbind, ro remount, rprivate
-        assert_eq!(&targets[6..], &[root.join("data"), root.join("data"), root.join("data")]);
-        assert!(matches!(&m[0], Call::Mount { flags, .. } if *flags == MsFlags::MS_SLAVE | MsFlags::MS_REC));
-        assert!(matches!(&m[3], Call::Mount { fstype: Some(t), data: Some(d), flags, .. }
+        assert_eq!(
+            &targets[6..],
+            &[root.join("data"), root.join("data"), root.join("data")]
+        );
+        assert!(
+            matches!(&m[0], Call::Mount { flags, .. } if *flags == MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
+        assert!(
+            matches!(&m[3], Call::Mount { fstype: Some(t), data: Some(d), flags, .. }
             if t == "tmpfs" && d == "mode=755,size=65536k"
-            && *flags == MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME));
+            && *flags == MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME)
+        );
         assert!(matches!(&m[5], Call::Mount { flags, .. } if flags.contains(MsFlags::MS_RDONLY)));
-        assert!(matches!(&m[6], Call::Mount { flags, .. } if *flags == MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert!(
+            matches!(&m[6], Call::Mount { flags, .. } if *flags == MsFlags::MS_BIND | MsFlags::MS_REC)
+        );
         assert!(matches!(&m[7], Call::Mount { flags, .. }
             if flags.contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_BIND)));
-        assert!(matches!(&m[8], Call::Mount { flags, .. } if *flags == MsFlags::MS_PRIVATE | MsFlags::MS_REC));
+        assert!(
+            matches!(&m[8], Call::Mount { flags, .. } if *flags == MsFlags::MS_PRIVATE | MsFlags::MS_REC)
+        );
     }
 
     #[test]

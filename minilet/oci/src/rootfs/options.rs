@@ -16,7 +16,11 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        MountOptions { flags: MsFlags::empty(), propagation: Vec::new(), data: Vec::new() }
+        MountOptions {
+            flags: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+        }
     }
 }
 
@@ -123,8 +127,18 @@ mod tests {
 
     #[test]
     fn flags_data_and_propagation() {
-        let o = parse(&["nosuid", "noexec", "nodev", "mode=755", "size=65536k", "rprivate"]);
-        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV);
+        let o = parse(&[
+            "nosuid",
+            "noexec",
+            "nodev",
+            "mode=755",
+            "size=65536k",
+            "rprivate",
+        ]);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV
+        );
         assert_eq!(o.data_string().as_deref(), Some("mode=755,size=65536k"));
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         assert!(!o.is_bind());
@@ -142,14 +156,32 @@ mod tests {
 
     #[test]
     fn devpts_options_go_to_data() {
-        let o = parse(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]);
-        assert_eq!(o.data_string().as_deref(), Some("newinstance,ptmxmode=0666,mode=0620,gid=5"));
+        let o = parse(&[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]);
+        assert_eq!(
+            o.data_string().as_deref(),
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5")
+        );
     }
 
     #[test]
     fn root_propagation_default_and_errors() {
-        assert_eq!(root_propagation(None).unwrap(), MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert_eq!(root_propagation(Some("private")).unwrap(), MsFlags::MS_PRIVATE);
-        assert!(root_propagation(Some("bogus")).unwrap_err().contains("rootfsPropagation"));
+        assert_eq!(
+            root_propagation(None).unwrap(),
+            MsFlags::MS_SLAVE | MsFlags::MS_REC
+        );
+        assert_eq!(
+            root_propagation(Some("private")).unwrap(),
+            MsFlags::MS_PRIVATE
+        );
+        assert!(root_propagation(Some("bogus"))
+            .unwrap_err()
+            .contains("rootfsPropagation"));
     }
 }

@@ -48,11 +48,25 @@ fn component_name(c: Component<'_>) -> Option<std::ffi::OsString> {
 pub fn mask(paths: &[String], sys: &dyn Syscall) -> Result<()> {
     for p in paths {
         let path = Path::new(p);
-        let Ok(meta) = std::fs::metadata(path) else { continue };
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
         let r = if meta.is_dir() {
-            sys.mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )
         } else {
-            sys.mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+            sys.mount(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
         };
         match r {
             Ok(()) | Err(nix::Error::ENOENT) => {}
@@ -70,7 +84,13 @@ pub fn make_readonly(paths: &[String], sys: &dyn Syscall) -> Result<()> {
         if std::fs::symlink_metadata(path).is_err() {
             continue;
         }
-        match sys.mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+        match sys.mount(
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        ) {
             Ok(()) => {}
             Err(nix::Error::ENOENT) => continue,
             Err(e) => return Err(Error::sys(format!("bind {p} read-only"), e)),
@@ -89,7 +109,9 @@ pub fn remount_readonly(path: &Path, sys: &dyn Syscall) -> nix::Result<()> {
 /// The nosuid/nodev/noexec/atime flags the mount at `path` has now.
 pub fn locked_flags(path: &Path) -> MsFlags {
     use nix::sys::statvfs::{statvfs, FsFlags};
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
@@ -119,8 +141,14 @@ mod tests {
         std::fs::create_dir_all(root.join("real/dir")).unwrap();
         std::os::unix::fs::symlink("/real", root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../etc", root.join("real/up")).unwrap();
-        assert_eq!(secure_join(root, Path::new("/abs/dir")), root.join("real/dir"));
-        assert_eq!(secure_join(root, Path::new("/real/up/passwd")), root.join("etc/passwd"));
+        assert_eq!(
+            secure_join(root, Path::new("/abs/dir")),
+            root.join("real/dir")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/real/up/passwd")),
+            root.join("etc/passwd")
+        );
         assert_eq!(secure_join(root, Path::new("/../../x")), root.join("x"));
         assert_eq!(secure_join(root, Path::new("/new/a")), root.join("new/a"));
     }
@@ -147,10 +175,14 @@ mod tests {
         mask(&paths, &sys).unwrap();
         let calls = sys.calls();
         assert_eq!(calls.len(), 2);
-        assert!(matches!(&calls[0], Call::Mount { source: Some(s), flags, .. }
-            if s == Path::new("/dev/null") && *flags == MsFlags::MS_BIND));
-        assert!(matches!(&calls[1], Call::Mount { fstype: Some(t), flags, .. }
-            if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY)));
+        assert!(
+            matches!(&calls[0], Call::Mount { source: Some(s), flags, .. }
+            if s == Path::new("/dev/null") && *flags == MsFlags::MS_BIND)
+        );
+        assert!(
+            matches!(&calls[1], Call::Mount { fstype: Some(t), flags, .. }
+            if t == "tmpfs" && flags.contains(MsFlags::MS_RDONLY))
+        );
     }
 
     #[test]

@@ -55,19 +55,27 @@ impl Program {
     }
 }
 
-fn action(a: LinuxSeccompAction, errno: Option<u32>, default_errno: Option<u32>) -> Result<SeccompAction> {
+fn action(
+    a: LinuxSeccompAction,
+    errno: Option<u32>,
+    default_errno: Option<u32>,
+) -> Result<SeccompAction> {
     Ok(match a {
         LinuxSeccompAction::ScmpActAllow => SeccompAction::Allow,
         LinuxSeccompAction::ScmpActErrno => {
             SeccompAction::Errno(errno.or(default_errno).unwrap_or(libc::EPERM as u32))
         }
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => SeccompAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            SeccompAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => SeccompAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => SeccompAction::Trap,
         LinuxSeccompAction::ScmpActTrace => SeccompAction::Trace(errno.unwrap_or(0)),
         LinuxSeccompAction::ScmpActLog => SeccompAction::Log,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::Seccomp("the action SCMP_ACT_NOTIFY is not supported".into()))
+            return Err(Error::Seccomp(
+                "the action SCMP_ACT_NOTIFY is not supported".into(),
+            ))
         }
     })
 }
@@ -80,11 +88,13 @@ fn condition(arg: &LinuxSeccompArg) -> Result<SeccompCondition> {
         LinuxSeccompOperator::ScmpCmpEq => (SeccompCmpOp::Eq, arg.value()),
         LinuxSeccompOperator::ScmpCmpGe => (SeccompCmpOp::Ge, arg.value()),
         LinuxSeccompOperator::ScmpCmpGt => (SeccompCmpOp::Gt, arg.value()),
-        LinuxSeccompOperator::ScmpCmpMaskedEq => {
-            (SeccompCmpOp::MaskedEq(arg.value()), arg.value_two().unwrap_or(0))
-        }
+        LinuxSeccompOperator::ScmpCmpMaskedEq => (
+            SeccompCmpOp::MaskedEq(arg.value()),
+            arg.value_two().unwrap_or(0),
+        ),
     };
-    let index = u8::try_from(arg.index()).map_err(|_| Error::Seccomp(format!("argument index {}", arg.index())))?;
+    let index = u8::try_from(arg.index())
+        .map_err(|_| Error::Seccomp(format!("argument index {}", arg.index())))?;
     SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
         .map_err(|e| Error::Seccomp(format!("argument {}: {e}", arg.index())))
 }
@@ -101,24 +111,42 @@ fn add(rules: &mut Rules, nr: i64, rule: Option<SeccompRule>) {
     }
 }
 
-fn filter(rules: Rules, mismatch: SeccompAction, matched: SeccompAction, arch: TargetArch) -> Result<BpfProgram> {
-    let rules = rules.into_iter().map(|(nr, r)| (nr, r.unwrap_or_default())).collect();
-    let f = SeccompFilter::new(rules, mismatch, matched, arch).map_err(|e| Error::Seccomp(e.to_string()))?;
-    f.try_into().map_err(|e: seccompiler::BackendError| Error::Seccomp(e.to_string()))
+fn filter(
+    rules: Rules,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+    arch: TargetArch,
+) -> Result<BpfProgram> {
+    let rules = rules
+        .into_iter()
+        .map(|(nr, r)| (nr, r.unwrap_or_default()))
+        .collect();
+    let f = SeccompFilter::new(rules, mismatch, matched, arch)
+        .map_err(|e| Error::Seccomp(e.to_string()))?;
+    f.try_into()
+        .map_err(|e: seccompiler::BackendError| Error::Seccomp(e.to_string()))
 }
 
 fn target_arch() -> Result<TargetArch> {
-    TargetArch::try_from(std::env::consts::ARCH)
-        .map_err(|_| Error::Seccomp(format!("the architecture {} is not supported", std::env::consts::ARCH)))
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
+        Error::Seccomp(format!(
+            "the architecture {} is not supported",
+            std::env::consts::ARCH
+        ))
+    })
 }
 
 /// Compiles a profile.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Program> {
     if profile.listener_path().is_some() {
-        return Err(Error::Seccomp("listenerPath (seccomp notify) is not supported".into()));
+        return Err(Error::Seccomp(
+            "listenerPath (seccomp notify) is not supported".into(),
+        ));
     }
     if let Some(flag) = profile.flags().iter().flatten().next() {
-        return Err(Error::Seccomp(format!("the flag {flag:?} is not supported")));
+        return Err(Error::Seccomp(format!(
+            "the flag {flag:?} is not supported"
+        )));
     }
     let arch = target_arch()?;
     let default_errno = profile.default_errno_ret();
@@ -132,7 +160,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Program> {
             None | Some([]) => None,
             Some(args) => {
                 let conds = args.iter().map(condition).collect::<Result<Vec<_>>>()?;
-                Some(SeccompRule::new(conds).map_err(|e| Error::Seccomp(format!("syscalls[{i}]: {e}")))?)
+                Some(
+                    SeccompRule::new(conds)
+                        .map_err(|e| Error::Seccomp(format!("syscalls[{i}]: {e}")))?,
+                )
             }
         };
         for name in sc.names() {
@@ -142,7 +173,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Program> {
             };
             add(&mut base, nr, rule.clone());
             if act != SeccompAction::Allow {
-                let slot = by_action.entry(u32::from(act.clone())).or_insert_with(|| (act.clone(), Rules::new()));
+                let slot = by_action
+                    .entry(u32::from(act.clone()))
+                    .or_insert_with(|| (act.clone(), Rules::new()));
                 add(&mut slot.1, nr, rule.clone());
             }
         }
@@ -232,8 +265,10 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().contains("SCMP_ACT_NOTIFY"), "{e}");
-        let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}"#))
-            .unwrap_err();
+        let e = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}"#,
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("flag"), "{e}");
     }
 }

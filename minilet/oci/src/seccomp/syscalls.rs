@@ -5,6 +5,7 @@
 
 /// The (name, number) table of the architecture this crate is built for.
 #[cfg(target_arch = "x86_64")]
+#[rustfmt::skip]
 pub const TABLE: &[(&str, i64)] = &[
     ("read", 0), ("write", 1), ("open", 2), ("close", 3), ("stat", 4), ("fstat", 5),
     ("lstat", 6), ("poll", 7), ("lseek", 8), ("mmap", 9), ("mprotect", 10), ("munmap", 11),
@@ -96,6 +97,7 @@ pub const TABLE: &[(&str, i64)] = &[
 
 /// The (name, number) table of the architecture this crate is built for.
 #[cfg(target_arch = "aarch64")]
+#[rustfmt::skip]
 pub const TABLE: &[(&str, i64)] = &[
     ("io_setup", 0), ("io_destroy", 1), ("io_submit", 2), ("io_cancel", 3), ("io_getevents", 4),
     ("setxattr", 5), ("lsetxattr", 6), ("fsetxattr", 7), ("getxattr", 8), ("lgetxattr", 9),

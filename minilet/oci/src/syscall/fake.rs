@@ -20,12 +20,24 @@ pub enum Call {
         flags: MsFlags,
         data: Option<String>,
     },
-    Umount2 { target: PathBuf, flags: MntFlags },
+    Umount2 {
+        target: PathBuf,
+        flags: MntFlags,
+    },
     PivotRoot(PathBuf),
     MkdirAll(PathBuf, u32),
     CreateFile(PathBuf),
-    Symlink { target: PathBuf, link: PathBuf },
-    Mknod { path: PathBuf, kind: SFlag, perm: u32, major: u64, minor: u64 },
+    Symlink {
+        target: PathBuf,
+        link: PathBuf,
+    },
+    Mknod {
+        path: PathBuf,
+        kind: SFlag,
+        perm: u32,
+        major: u64,
+        minor: u64,
+    },
     Chown(PathBuf, u32, u32),
     Sethostname(String),
     Setdomainname(String),
@@ -53,7 +65,10 @@ impl RecordingSyscall {
 
     /// The mount calls so far, in order.
     pub fn mounts(&self) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| matches!(c, Call::Mount { .. })).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Mount { .. }))
+            .collect()
     }
 
     fn push(&self, call: Call) -> nix::Result<()> {
@@ -83,7 +98,10 @@ impl Syscall for RecordingSyscall {
     }
 
     fn umount2(&self, target: &Path, flags: MntFlags) -> nix::Result<()> {
-        self.push(Call::Umount2 { target: target.to_path_buf(), flags })
+        self.push(Call::Umount2 {
+            target: target.to_path_buf(),
+            flags,
+        })
     }
 
     fn pivot_root(&self, rootfs: &Path) -> nix::Result<()> {
@@ -99,11 +117,27 @@ impl Syscall for RecordingSyscall {
     }
 
     fn symlink(&self, target: &Path, link: &Path) -> nix::Result<()> {
-        self.push(Call::Symlink { target: target.to_path_buf(), link: link.to_path_buf() })
+        self.push(Call::Symlink {
+            target: target.to_path_buf(),
+            link: link.to_path_buf(),
+        })
     }
 
-    fn mknod(&self, path: &Path, kind: SFlag, perm: u32, major: u64, minor: u64) -> nix::Result<()> {
-        self.push(Call::Mknod { path: path.to_path_buf(), kind, perm, major, minor })
+    fn mknod(
+        &self,
+        path: &Path,
+        kind: SFlag,
+        perm: u32,
+        major: u64,
+        minor: u64,
+    ) -> nix::Result<()> {
+        self.push(Call::Mknod {
+            path: path.to_path_buf(),
+            kind,
+            perm,
+            major,
+            minor,
+        })
     }
 
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> nix::Result<()> {

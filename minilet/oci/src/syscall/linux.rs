@@ -37,13 +37,23 @@ impl Syscall for LinuxSyscall {
         nix::unistd::pivot_root(".", ".")?;
         nix::unistd::fchdir(&old)?;
         // The old root is stacked under "."; keep its unmount from reaching the host.
-        nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)?;
+        nix::mount::mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )?;
         nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
         nix::unistd::chdir("/")
     }
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> nix::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(mode).create(path).map_err(|e| errno_of(&e))
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|e| errno_of(&e))
     }
 
     fn create_file(&self, path: &Path) -> nix::Result<()> {
@@ -70,7 +80,14 @@ impl Syscall for LinuxSyscall {
         }
     }
 
-    fn mknod(&self, path: &Path, kind: SFlag, perm: u32, major: u64, minor: u64) -> nix::Result<()> {
+    fn mknod(
+        &self,
+        path: &Path,
+        kind: SFlag,
+        perm: u32,
+        major: u64,
+        minor: u64,
+    ) -> nix::Result<()> {
         let dev = nix::sys::stat::makedev(major, minor);
         match nix::sys::stat::mknod(path, kind, Mode::from_bits_truncate(perm), dev) {
             Err(nix::Error::EEXIST) => Ok(()),
