@@ -7,10 +7,24 @@
 //! - [`variants`]: the four variants and how one is set up, run, timed and checked;
 //! - [`report`]: the side-by-side table, and the extremes and trend of each variant.
 //!
+//! The minilet benchmark (`bench-minilet`) times `/bin/true` in a fresh container with
+//! minik-oci, crun and runc on the same bundle, and 30 pods started at once on one
+//! minilet node (to Ready, with minilet's memory), under each cgroup layout:
+//! - [`runtimes`]: the bundle, the runtimes and how a container's lifecycle is timed;
+//! - [`pods`]: the node, the pods, where their start time goes, and the memory;
+//! - [`cgroups`]: the hybrid layout, the private unmount crun needs, cgroup cleanup;
+//! - [`procs`]: processes and their memory from /proc;
+//! - [`minilet_report`]: its tables and targets.
+//!
 //! Fairness is the point: both implementations run on the same machine in the same run,
 //! on identically built namespaces, with the same config keys and CNI version, and are
 //! spawned the same way (see [`variants`]).
 
+pub mod cgroups;
+pub mod minilet_report;
+pub mod pods;
+pub mod procs;
 pub mod report;
+pub mod runtimes;
 pub mod stats;
 pub mod variants;
