@@ -14,6 +14,8 @@ if [ "${MINIK_SANDBOX:-}" != "inside" ]; then
   fi
   # /run/netns may not exist on a fresh host; an empty directory is not network state.
   mkdir -p /run/netns
+  # Remember the host's network namespace, so tests can check they are not in it.
+  export MINIK_HOST_NETNS="$(readlink /proc/self/ns/net)"
   MINIK_SANDBOX=inside exec unshare --net --mount --propagation private -- "$0" "$@"
 fi
 

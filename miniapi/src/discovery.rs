@@ -67,6 +67,10 @@ fn subresource_info(
     match sub {
         "scale" => ("autoscaling", "v1", "Scale", vec!["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", vec!["create"]),
+        "log" => ("", "v1", "Pod", vec!["get"]),
+        "exec" => ("", "v1", "PodExecOptions", vec!["create", "get"]),
+        "attach" => ("", "v1", "PodAttachOptions", vec!["create", "get"]),
+        "portforward" => ("", "v1", "PodPortForwardOptions", vec!["create", "get"]),
         "finalize" => (r.group, "v1", r.kind, vec!["update"]),
         _ => (r.group, "v1", r.kind, vec!["get", "patch", "update"]),
     }

@@ -10,7 +10,8 @@
 //!
 //! Supporting modules: [`patch`] (JSON, merge, strategic-merge and apply patches),
 //! [`selectors`], [`allocators`], [`status`] (Kubernetes `Status` errors),
-//! [`discovery`], [`openapi`], [`table`] (server-side printing) and [`kubeconfig`].
+//! [`discovery`], [`openapi`], [`table`] (server-side printing) and [`kubeconfig`];
+//! [`proxy`] forwards the pod streaming subresources (log, exec, attach, portforward) to kubelets.
 
 pub mod allocators;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod kubeconfig;
 pub mod openapi;
 pub mod patch;
 pub mod proto;
+pub mod proxy;
 pub mod registry;
 pub mod resources;
 pub mod selectors;

@@ -127,7 +127,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         ALL_VERBS,
         &["po"],
         &["all"],
-        &["status", "binding"],
+        &["status", "binding", "log", "exec", "attach", "portforward"],
         "core",
         "pods"
     ),

@@ -130,11 +130,13 @@ impl Server {
             .map_err(io_err(tmp.display().to_string()))?;
         std::fs::rename(&tmp, &kubeconfig_path)
             .map_err(io_err(kubeconfig_path.display().to_string()))?;
+        let kubelet = crate::proxy::KubeletClient::new(&material, &cfg.data_dir.join("pki"))?;
         let state = Arc::new(AppState {
             registry,
             auth,
             server_address: SocketAddr::new(host_ip, local_addr.port()).to_string(),
             ready: AtomicBool::new(false),
+            kubelet,
         });
         Ok(Server {
             listener,

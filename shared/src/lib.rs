@@ -6,6 +6,7 @@
 //! - [`netlink`]: rtnetlink connections bound to a namespace, and link/address/route helpers.
 //! - [`node_routes`]: reconciling the routes to other nodes' pod CIDRs.
 //! - [`nft`]: applying nftables batches through the `nft` JSON API.
+//! - [`streams`]: the exec/attach/port-forward stream protocols (WebSocket channels, SPDY).
 //!
 //! Dependencies point one way: every part depends on this crate, never on another part.
 
@@ -14,3 +15,4 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod node_routes;
+pub mod streams;

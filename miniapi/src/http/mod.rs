@@ -41,6 +41,8 @@ pub struct AppState {
     pub server_address: String,
     /// Set once bootstrap is done (`/readyz`).
     pub ready: AtomicBool,
+    /// The client for kubelets (pods/log, exec, attach, portforward).
+    pub kubelet: crate::proxy::KubeletClient,
 }
 
 /// The axum router: everything goes through one handler that parses the path.
@@ -219,6 +221,9 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         Route::Health(_) | Route::Version => return error(&ApiError::path_not_found()),
         Route::Resource(rp) => rp,
     };
+    if crate::proxy::is_streaming(&rp) {
+        return crate::proxy::handle(&st, parts, rp).await;
+    }
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return error(&ApiError::new_too_large()),

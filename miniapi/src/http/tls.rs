@@ -53,7 +53,8 @@ fn write(p: &Path, data: &str) -> Result<(), TlsError> {
     Ok(())
 }
 
-fn ca_params() -> Result<CertificateParams, TlsError> {
+/// The CA's certificate parameters (also used to issue other certificates with its key).
+pub(crate) fn ca_params() -> Result<CertificateParams, TlsError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "minik-ca");

@@ -42,8 +42,25 @@ pub struct KubeletConfig {
     pub container_log_max_size: u64,
     /// Rotated log files kept.
     pub container_log_max_files: usize,
+    /// The API server to join (a kubeconfig); without it minilet runs static pods only.
+    pub kubeconfig: Option<PathBuf>,
+    /// This node's InternalIP, as reported in its Node object.
+    #[serde(rename = "nodeIP")]
+    pub node_ip: Option<String>,
     /// `pids.max` of every container (the kubelet's podPidsLimit); none by default.
     pub pod_pids_limit: Option<i64>,
+    /// Address of the kubelet HTTPS server (logs, exec, attach, port-forward; `server`).
+    pub kubelet_address: String,
+    /// Port of the kubelet HTTPS server (10250); 0 turns it off.
+    pub kubelet_port: u16,
+    /// The CA whose client certificates the kubelet server accepts (the API server's);
+    /// default: the CA of `kubeconfig`. Without either the server does not start.
+    #[serde(rename = "clientCAFile")]
+    pub client_ca_file: Option<PathBuf>,
+    /// The kubelet server's certificate (PEM); self-signed under `rootDir/pki` when unset.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of `tlsCertFile`.
+    pub tls_private_key_file: Option<PathBuf>,
 }
 
 mod secs {
@@ -88,6 +105,13 @@ impl Default for KubeletConfig {
             container_log_max_size: 10 << 20,
             container_log_max_files: 5,
             pod_pids_limit: None,
+            kubelet_address: "0.0.0.0".into(),
+            kubelet_port: 10250,
+            client_ca_file: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            kubeconfig: None,
+            node_ip: None,
         }
     }
 }

@@ -66,7 +66,9 @@ pub fn start(node: &Node, pod: &Pod, sb: &Sandbox, c: &Container, rec: &mut Cont
     let id = container_id(&uid, &c.name, rec.attempt);
     let paths = attempt_paths(node, &uid, &id);
     // A leftover of a crashed earlier try of this very attempt.
-    let _ = node.runtime.delete(&id, true);
+    if node.runtime.root.join(&id).exists() {
+        let _ = node.runtime.delete(&id, true);
+    }
     let _ = node.images.release_rootfs(&paths.dir);
     let _ = std::fs::remove_dir_all(&paths.dir);
     std::fs::create_dir_all(&paths.dir)

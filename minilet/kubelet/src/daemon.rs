@@ -22,6 +22,23 @@ use crate::timefmt::unix;
 struct Running {
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<()>,
+    pod: k8s_openapi::api::core::v1::Pod,
+}
+
+/// Every source's pods, merged (a UID belongs to one source).
+struct Sources(Vec<Box<dyn PodSource + Send>>);
+
+impl Sources {
+    fn desired(&mut self) -> (BTreeMap<String, crate::manifest::DesiredPod>, Vec<(std::path::PathBuf, String)>) {
+        let mut all = BTreeMap::new();
+        let mut errors = Vec::new();
+        for s in &mut self.0 {
+            let (d, e) = s.desired();
+            all.extend(d);
+            errors.extend(e);
+        }
+        (all, errors)
+    }
 }
 
 fn spawn_worker(node: Arc<Node>, rec: PodRecord) -> Running {
@@ -37,18 +54,41 @@ fn spawn_worker(node: Arc<Node>, rec: PodRecord) -> Running {
         }
         w.stop().await;
     });
-    Running { stop, done }
+    Running { stop, done, pod: k8s_openapi::api::core::v1::Pod::default() }
 }
 
 /// Runs until SIGINT/SIGTERM. Pods keep running when minilet exits (they are adopted at
 /// the next start), as with a kubelet.
 pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
     let node = Arc::new(Node::new(cfg)?);
-    let mut source: Box<dyn PodSource + Send> = match &node.cfg.static_pod_path {
-        Some(dir) => Box::new(StaticDir::new(dir.clone(), node.cfg.node_name.clone())),
-        None => anyhow::bail!("no pod source: set staticPodPath in the config (or --static-pod-path)"),
+    // The kubelet HTTPS server: logs, exec, attach, port-forward (minilet::server).
+    crate::server::spawn(&node.cfg);
+    let mut sources = Sources(Vec::new());
+    if let Some(dir) = &node.cfg.static_pod_path {
+        sources.0.push(Box::new(StaticDir::new(dir.clone(), node.cfg.node_name.clone())));
+    }
+    let client = match &node.cfg.kubeconfig {
+        Some(kc) => Some(crate::apiclient::connect(kc).await?),
+        None => None,
     };
-    let (desired, _) = source.desired();
+    if let Some(client) = &client {
+        let info = crate::apiclient::node::NodeInfo {
+            name: node.cfg.node_name.clone(),
+            internal_ip: node.cfg.node_ip.clone(),
+            kubelet_port: 10250,
+        };
+        tokio::spawn(crate::apiclient::node::heartbeat(client.clone(), info, Duration::from_secs(10)));
+        tokio::spawn(crate::apiclient::status::sync_loop(client.clone(), node.cfg.pods_dir(), node.cfg.node_ip.clone()));
+        let api = crate::apiclient::source::ApiSource::start(client.clone(), &node.cfg.node_name);
+        if !api.wait_synced(Duration::from_secs(30)).await {
+            anyhow::bail!("the API server did not answer the pod list within 30 s; check kubeconfig {:?}", node.cfg.kubeconfig);
+        }
+        sources.0.push(Box::new(api));
+    }
+    if sources.0.is_empty() {
+        anyhow::bail!("no pod source: set staticPodPath and/or kubeconfig in the config");
+    }
+    let (desired, _) = sources.desired();
     let mut workers: BTreeMap<String, Running> = BTreeMap::new();
 
     // Adopt or retire what the last run left.
@@ -58,7 +98,10 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
         if desired.contains_key(&rec.uid) {
             tracing::info!(pod = ?rec.pod.metadata.name, "adopting a running pod");
             valid.push(Attachment { container_id: rec.uid.clone(), ifname: "eth0".into() });
-            workers.insert(rec.uid.clone(), spawn_worker(node.clone(), rec));
+            let pod = rec.pod.clone();
+            let mut r = spawn_worker(node.clone(), rec);
+            r.pod = pod;
+            workers.insert(r.pod.metadata.uid.clone().unwrap_or_default(), r);
         } else {
             tracing::info!(pod = ?rec.pod.metadata.name, "stopping a pod no longer wanted");
             PodWorker::new(node.clone(), rec).stop().await;
@@ -75,7 +118,7 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
     let mut reported: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
-        let (desired, errors) = source.desired();
+        let (desired, errors) = sources.desired();
         for (file, err) in errors {
             if reported.get(&file) != Some(&err) {
                 tracing::warn!(file = %file.display(), error = %err, "ignoring a bad static pod manifest");
@@ -89,20 +132,27 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
                 if let Err(e) = rec.save(&node.cfg.pods_dir()) {
                     tracing::error!(error = %e, "cannot save the pod state");
                 }
-                workers.insert(uid.clone(), spawn_worker(node.clone(), rec));
+                let mut r = spawn_worker(node.clone(), rec);
+                r.pod = d.pod.clone();
+                workers.insert(uid.clone(), r);
             }
         }
         let gone: Vec<String> = workers.keys().filter(|u| !desired.contains_key(*u)).cloned().collect();
         for uid in gone {
             if let Some(r) = workers.remove(&uid) {
                 let _ = r.stop.send(());
+                let client = client.clone();
                 tokio::spawn(async move {
                     let _ = r.done.await;
+                    // A pod from the API is finished there once its containers are gone.
+                    if let (Some(c), true) = (client, r.pod.metadata.resource_version.is_some()) {
+                        crate::apiclient::source::finish(&c, &r.pod).await;
+                    }
                 });
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }

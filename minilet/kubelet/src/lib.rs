@@ -9,6 +9,7 @@
 //! probes ([`probe`]), restarts per policy with back-off, and writes the status
 //! ([`status`]) and events ([`events`]); [`state`] keeps what a restarted minilet adopts.
 
+pub mod apiclient;
 pub mod bundle;
 pub mod cli;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod probe;
 pub mod quantity;
 pub mod runtime;
 pub mod sandbox;
+pub mod server;
 pub mod shim;
 pub mod state;
 pub mod status;

@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             if let Some(n) = node_name {
                 cfg.node_name = n;
             }
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build()?;
             rt.block_on(minilet::daemon::run(cfg))?;
             Ok(0)
         }

@@ -146,9 +146,13 @@ impl PodWorker {
             }
         }
         let mut changed = false;
-        for i in 0..self.ctrs.len() {
-            changed |= self.sync_container(i);
-        }
+        // Starting containers runs processes and mounts: let the runtime move other
+        // pods' work to another thread meanwhile.
+        tokio::task::block_in_place(|| {
+            for i in 0..self.ctrs.len() {
+                changed |= self.sync_container(i);
+            }
+        });
         for i in 0..self.ctrs.len() {
             changed |= self.run_probes(i).await;
         }
