@@ -22,8 +22,10 @@ test: build images
 	scripts/sandbox.sh $(CARGO) test --workspace --offline
 
 bench: deps
-	$(CARGO) build --release -p cni-bridge -p minik-bench
+	$(CARGO) build --release -p cni-bridge -p minik-bench -p minilet -p minik-oci
 	scripts/sandbox.sh target/release/bench-cni
+	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-minilet
 
-up: build
+up: build images
 	scripts/sandbox.sh scripts/demo-cni.sh
+	scripts/sandbox.sh scripts/demo-pods.sh
