@@ -1,0 +1,62 @@
+//! `minik-controller-manager --kubeconfig F [--node-monitor-grace-period 40s] [--pod-eviction-timeout 5m]`
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use minik_controllers::util::parse_duration;
+use minik_controllers::{ControllerManagerOptions, NodeLifecycleConfig};
+
+/// Runs minik's controllers against a Kubernetes API server.
+#[derive(Parser, Debug)]
+#[command(name = "minik-controller-manager", version)]
+struct Args {
+    /// Kubeconfig of the API server (default: $KUBECONFIG, ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// How long a node may go without a heartbeat before it is marked NotReady.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Longest wait before pods are evicted from an unreachable or not-ready node.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pod_eviction_timeout: std::time::Duration,
+    /// How often node health is checked (default: min(5s, grace/4)).
+    #[arg(long, value_parser = parse_duration)]
+    node_monitor_period: Option<std::time::Duration>,
+    /// Controllers to run: `*` for all, `NAME` to enable, `-NAME` to disable
+    /// (replicaset, deployment, endpoint, endpointslice, garbagecollector, namespace, nodelifecycle).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    minik_controllers::init_tracing(args.log_json);
+    let client = minik_controllers::client(args.kubeconfig.as_deref()).await?;
+    let mut nl =
+        NodeLifecycleConfig::new(args.node_monitor_grace_period, args.pod_eviction_timeout);
+    if let Some(p) = args.node_monitor_period {
+        nl.node_monitor_period = p;
+    }
+    tracing::info!(
+        grace = ?nl.node_monitor_grace_period,
+        eviction = ?nl.pod_eviction_timeout,
+        "controller manager starting"
+    );
+    let opts = ControllerManagerOptions {
+        node_lifecycle: nl,
+        controllers: args.controllers,
+    };
+    tokio::select! {
+        _ = minik_controllers::run_controller_manager(client, opts) => {
+            anyhow::bail!("a controller stopped");
+        }
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted, exiting");
+        }
+    }
+    Ok(())
+}
