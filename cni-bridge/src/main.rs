@@ -35,11 +35,10 @@ fn main() -> ExitCode {
 fn plugin_main() -> ExitCode {
     let mut stdin = Vec::new();
     let outcome = PluginEnv::from_process().and_then(|env| {
-        if env.command != minik_shared::cni::Command::Version {
-            std::io::stdin()
-                .read_to_end(&mut stdin)
-                .map_err(|e| CniError::io("cannot read the network config from stdin").with_details(e))?;
-        }
+        // Read stdin for every verb (VERSION too), so a runtime never sees a broken pipe.
+        std::io::stdin()
+            .read_to_end(&mut stdin)
+            .map_err(|e| CniError::io("cannot read the network config from stdin").with_details(e))?;
         cni_bridge::cmd::run(&env, &stdin)
     });
     let mut out = std::io::stdout().lock();

@@ -250,7 +250,10 @@ impl Plugin {
                 .stderr(Stdio::piped())
                 .spawn()?;
             if let Some(mut i) = child.stdin.take() {
-                i.write_all(&stdin)?;
+                match i.write_all(&stdin) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e),
+                    _ => {}
+                }
             }
             Ok::<_, std::io::Error>(child)
         })
@@ -268,7 +271,11 @@ impl Plugin {
                 }
                 let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
                 if let Some(mut i) = child.stdin.take() {
-                    i.write_all(stdin)?;
+                    // A plugin may exit without reading stdin (VERSION does): that is fine.
+                    match i.write_all(stdin) {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e),
+                        _ => {}
+                    }
                 }
                 child.wait_with_output()
             })
