@@ -19,7 +19,7 @@ images: deps
 
 test: build images
 	$(CARGO) test --workspace --no-run
-	scripts/sandbox.sh $(CARGO) test --workspace --offline
+	scripts/sandbox.sh $(CARGO) test --workspace --offline --no-fail-fast
 
 bench: deps
 	$(CARGO) build --release -p cni-bridge -p minik-bench -p minilet -p minik-oci
