@@ -22,6 +22,8 @@ pub struct ApiServer {
     pub dir: tempfile::TempDir,
     /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// The kubectl binary this server's commands run.
+    pub kubectl: PathBuf,
     netns: NetNs,
     child: Option<Child>,
 }
@@ -29,6 +31,11 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts miniapi on 127.0.0.1 (a free port) inside `ns` and waits until it is ready.
     pub fn start(ns: &Netns) -> Self {
+        Self::start_with(ns, kubectl_bin())
+    }
+
+    /// The same, driven by the given kubectl binary.
+    pub fn start_with(ns: &Netns, kubectl: PathBuf) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("miniapi.log")).expect("log");
@@ -46,7 +53,7 @@ impl ApiServer {
             })
             .expect("start miniapi");
         let netns = NetNs::open(&ns.path).expect("open netns");
-        let s = ApiServer { kubeconfig: data.join("admin.kubeconfig"), dir, netns, child: Some(child) };
+        let s = ApiServer { kubeconfig: data.join("admin.kubeconfig"), dir, kubectl, netns, child: Some(child) };
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             if s.kubeconfig.exists() {
@@ -72,7 +79,7 @@ impl ApiServer {
 
     /// A kubectl command for this server, to be spawned with [`ApiServer::spawn`].
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(kubectl_bin());
+        let mut c = Command::new(&self.kubectl);
         c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         c.env("KUBECACHEDIR", self.dir.path().join("kubecache")).env_remove("KUBECONFIG");
         c

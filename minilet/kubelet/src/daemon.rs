@@ -75,7 +75,7 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
         let info = crate::apiclient::node::NodeInfo {
             name: node.cfg.node_name.clone(),
             internal_ip: node.cfg.node_ip.clone(),
-            kubelet_port: 10250,
+            kubelet_port: node.cfg.kubelet_port,
         };
         tokio::spawn(crate::apiclient::node::heartbeat(client.clone(), info, Duration::from_secs(10)));
         tokio::spawn(crate::apiclient::status::sync_loop(client.clone(), node.cfg.pods_dir(), node.cfg.node_ip.clone()));

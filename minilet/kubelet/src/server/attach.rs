@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, t: Target, streams: Streams, mut s: Session) {
             }
         }
         checks += 1;
-        if checks % 5 == 0 {
+        if checks.is_multiple_of(5) {
             let (cfg, ns, pod, c, r) = (ctx.cfg.clone(), t.ns.clone(), t.pod.clone(), t.container.clone(), t.restart);
             let alive = tokio::task::spawn_blocking(move || pods::still_running(&cfg, &ns, &pod, &c, r)).await.unwrap_or(false);
             if !alive {

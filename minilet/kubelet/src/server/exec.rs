@@ -1,4 +1,4 @@
-//! `/exec` and `/attach` over WebSocket. Exec runs `RUNTIME exec ID -- CMD…` with pipes
+//! `/exec` and `/attach` over WebSocket (or SPDY, [`super::spdyexec`]). Exec runs `RUNTIME exec ID -- CMD…` with pipes
 //! for stdin/stdout/stderr (or, with `tty`, `--tty --console-socket` and the pty master it
 //! hands back, see [`super::pty`]); the process's exit code becomes the final status
 //! (kubectl exits with it). The query is the kubelet's (`command`, `input`, `output`,
@@ -71,18 +71,26 @@ fn prepare(
     }
     let found = pods::find(&ctx.cfg, ns, pod, uid)?;
     let id = found.running_id(container)?;
-    if !ws::is_websocket(&req) {
+    let (resp, protocol) = if ws::is_websocket(&req) {
+        let (r, p) = ws::accept(&req)?;
+        (r, Some(p))
+    } else if super::spdyexec::is_spdy(&req) {
+        (super::spdyexec::accept(&req)?, None)
+    } else {
         return Err(HttpError::bad_request(
-            "minilet serves exec and attach over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) only; upgrade with Upgrade: websocket",
+            "exec and attach need an upgrade: WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1 (v4.channel.k8s.io)",
         ));
-    }
-    let (resp, protocol) = ws::accept(&req)?;
+    };
     let (ctx, ns, pod, container) = (ctx.clone(), ns.to_string(), pod.to_string(), container.to_string());
     let restart = found.status(&container).map(|s| s.restart_count).unwrap_or(0);
     let log = found.log_path(&ctx.cfg, &container, restart);
     let spec_tty = found.spec(&container).is_some_and(|c| c.tty.unwrap_or(false));
     tokio::spawn(async move {
-        let Some(session) = ws::run(req, protocol).await else { return };
+        let session = match protocol {
+            Some(p) => ws::run(req, p).await,
+            None => super::spdyexec::run(req, streams.clone()).await,
+        };
+        let Some(session) = session else { return };
         if attach {
             let follow = super::attach::Target { ns, pod, container, restart, log, tty: streams.tty || spec_tty };
             super::attach::run(&ctx, follow, streams, session).await;

@@ -219,7 +219,7 @@ async fn follow(
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         rounds += 1;
-        let alive = if rounds % 5 == 0 {
+        let alive = if rounds.is_multiple_of(5) {
             let (cfg, ns, pod, c) = (ctx.cfg.clone(), ns.clone(), pod.clone(), container.clone());
             tokio::task::spawn_blocking(move || pods::still_running(&cfg, &ns, &pod, &c, restart)).await.unwrap_or(false)
         } else {
@@ -236,5 +236,42 @@ async fn follow(
         if !alive || opts.limit.is_some_and(|l| sent >= l) || tx.is_closed() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::CriLogWriter;
+
+    #[test]
+    fn follower_reads_growth_joins_partials_and_follows_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("0.log");
+        let mut w = CriLogWriter::open(&p, 200, 2).expect("open");
+        w.write_line("stdout", b"one", false).expect("write");
+        let mut f = Follower::open(&p).expect("follow");
+        assert_eq!(f.poll().expect("poll").iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["one"]);
+        w.write_line("stderr", b"par", true).expect("write");
+        assert!(f.poll().expect("poll").is_empty(), "a partial line waits for its end");
+        w.write_line("stderr", b"tial", false).expect("write");
+        let got = f.poll().expect("poll");
+        assert_eq!((got[0].message.as_str(), got[0].stream.as_str()), ("partial", "stderr"));
+        // Past 200 bytes the writer rotates; the follower drains the old file, then the new.
+        for i in 0..3 {
+            w.write_line("stdout", format!("line-{i}").as_bytes(), false).expect("write");
+        }
+        assert!(dir.path().join("0.log.1").exists(), "rotated");
+        let msgs: Vec<String> = f.poll().expect("poll").into_iter().map(|l| l.message).collect();
+        assert_eq!(msgs, ["line-0", "line-1", "line-2"]);
+        let at_end = Follower::open_at_end(&p).expect("open").poll().expect("poll");
+        assert!(at_end.is_empty());
+    }
+
+    #[test]
+    fn formats_with_timestamps() {
+        let l = parse_line("2026-01-01T00:00:00.000000001Z stdout F hi").expect("line");
+        assert_eq!(format(std::slice::from_ref(&l), true), b"2026-01-01T00:00:00.000000001Z hi\n");
+        assert_eq!(format(&[l], false), b"hi\n");
     }
 }

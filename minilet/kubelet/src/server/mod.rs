@@ -4,7 +4,7 @@
 //! | path | what |
 //! | --- | --- |
 //! | `GET /containerLogs/{ns}/{pod}/{container}` | the CRI log ([`logs`]): `follow`, `previous`, `tailLines`, `limitBytes`, `timestamps`, `sinceSeconds`, `sinceTime` |
-//! | `/exec/{ns}/{pod}[/{uid}]/{container}` | a command through the OCI runtime, over WebSocket `v5.channel.k8s.io`/`v4` ([`exec`]) |
+//! | `/exec/{ns}/{pod}[/{uid}]/{container}` | a command through the OCI runtime, over WebSocket `v5.channel.k8s.io`/`v4` ([`exec`]) or SPDY `v4.channel.k8s.io` ([`spdyexec`]) |
 //! | `/attach/{ns}/{pod}[/{uid}]/{container}` | the container's output, followed from its log ([`attach`]) |
 //! | `/portForward/{ns}/{pod}[/{uid}]` | SPDY/3.1 `portforward.k8s.io` streams to `127.0.0.1:PORT` in the pod's netns ([`portforward`]) |
 //! | `/healthz` | `ok` |
@@ -19,6 +19,7 @@ mod pods;
 mod portforward;
 mod pty;
 mod spdyconn;
+mod spdyexec;
 mod tls;
 mod ws;
 

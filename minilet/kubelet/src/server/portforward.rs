@@ -4,6 +4,7 @@
 //! and a data stream. minilet connects to `127.0.0.1:PORT` from a thread inside the
 //! pod's network namespace (the socket stays in that namespace, usable from any
 //! thread), copies both ways with half-closes, and reports failures on the error stream.
+//! A connection ends when the pod's side is done (the client gets one more second).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as StdTcpStream};
@@ -132,6 +133,7 @@ async fn forward(t: Arc<Target>, err: Stream, mut data: Stream) {
             return;
         }
     };
+    tracing::debug!(port, "port-forward connected");
     let (mut rd, mut wr) = tcp.into_split();
     let up = async {
         while let Some(chunk) = data.data.recv().await {
@@ -155,7 +157,17 @@ async fn forward(t: Arc<Target>, err: Stream, mut data: Stream) {
         }
         dw.fin().await;
     };
-    tokio::join!(up, down);
+    // As containerd's port-forward: once the pod's side is done, give the client a
+    // second to finish its side, then end both streams (kubectl waits for the error
+    // stream to end before it closes its local connection). A client that half-closes
+    // first still gets the pod's whole answer.
+    tokio::pin!(up, down);
+    tokio::select! {
+        _ = &mut down => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut up).await;
+        }
+        _ = &mut up => down.await,
+    }
     ew.fin().await;
     drop(err);
 }

@@ -120,11 +120,7 @@ where
                 Frame::RstStream { stream_id, .. } => {
                     streams.remove(&stream_id);
                 }
-                Frame::Ping { id } => {
-                    if out_tx.send(Frame::Ping { id }).await.is_err() {
-                        break 'conn;
-                    }
-                }
+                Frame::Ping { id } if out_tx.send(Frame::Ping { id }).await.is_err() => break 'conn,
                 Frame::GoAway { .. } => break 'conn,
                 _ => {}
             }
@@ -136,5 +132,10 @@ where
     }
     drop(streams);
     drop(out_tx);
-    let _ = writer.await;
+    // The client is gone: let queued frames go out briefly, then stop writing even if a
+    // stream handler still holds a writer (it sees its sends fail).
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
