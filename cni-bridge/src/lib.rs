@@ -12,6 +12,7 @@
 
 pub mod cmd;
 pub mod config;
+pub mod hash;
 pub mod ipam;
 pub mod links;
 pub mod masq;

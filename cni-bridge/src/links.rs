@@ -22,11 +22,7 @@ pub fn nl_err(e: NetlinkError) -> CniError {
 
 /// The host-side veth name for an attachment: `veth` + 8 hex digits (FNV-1a of id and ifname).
 pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in container_id.bytes().chain([0u8]).chain(ifname.bytes()) {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
+    let h = crate::hash::fnv1a32(&[container_id.as_bytes(), ifname.as_bytes()]);
     format!("veth{h:08x}")
 }
 

@@ -34,11 +34,7 @@ struct Names {
 
 impl Names {
     fn new(network: &str) -> Self {
-        let mut h: u32 = 0x811c_9dc5;
-        for b in network.bytes() {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
+        let h = crate::hash::fnv1a32(&[network.as_bytes()]);
         Names { suffix: format!("{h:08x}"), network: network.to_string() }
     }
     fn pods(&self, v6: bool) -> String {

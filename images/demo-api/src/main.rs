@@ -9,7 +9,7 @@
 mod config;
 mod db;
 mod routes;
-mod serve;
+use demo_http as serve;
 
 use std::sync::Arc;
 

@@ -13,7 +13,8 @@ pub mod args;
 pub mod http;
 pub mod native;
 pub mod objectid;
-pub mod serve;
+/// The serving loop, shared with demo-api.
+pub use demo_http as serve;
 pub mod server;
 pub mod status;
 pub mod store;

@@ -13,23 +13,9 @@ use serde_json::{json, Value};
 use crate::quantity;
 use crate::sandbox::Sandbox;
 
-/// The capabilities containers get by default (containerd's and Docker's set).
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// The capabilities containers get by default: containerd's and Docker's set, which is
+/// also minik-oci's default (one list, kept by the runtime crate).
+pub use minik_oci::capabilities::DEFAULT as DEFAULT_CAPS;
 
 const MASKED: &[&str] = &[
     "/proc/acpi",
