@@ -1,5 +1,6 @@
 //! minik's shared crate: what more than one part of minik needs.
 //!
+//! - [`apiclient`] (feature `apiclient`): a Kubernetes API client from a kubeconfig.
 //! - [`cni`]: the CNI spec's types and the executor that runs plugin chains (used by
 //!   cni-bridge as a plugin, by minilet as a runtime, and by the tests and benchmarks).
 //! - [`netns`]: entering and holding network namespaces.
@@ -10,6 +11,8 @@
 //!
 //! Dependencies point one way: every part depends on this crate, never on another part.
 
+#[cfg(feature = "apiclient")]
+pub mod apiclient;
 pub mod cni;
 pub mod netlink;
 pub mod netns;

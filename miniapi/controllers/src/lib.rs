@@ -16,33 +16,15 @@ pub mod util;
 
 use std::path::Path;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 
 pub use nodelifecycle::NodeLifecycleConfig;
 pub use scheduler::SchedulerOptions;
 
 /// A client from a kubeconfig file (or the usual inference: `$KUBECONFIG`,
-/// `~/.kube/config`, in-cluster).
+/// `~/.kube/config`, in-cluster); the shared crate builds it.
 pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
-    // rustls needs a process-wide crypto provider when more than one is compiled in.
-    let _ = rustls_provider();
-    let config = match kubeconfig {
-        Some(p) => {
-            let kc = Kubeconfig::read_from(p)
-                .map_err(|e| anyhow::anyhow!("reading kubeconfig {}: {e}", p.display()))?;
-            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
-        }
-        None => Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
-}
-
-/// Install rustls's ring provider as the process default (idempotent).
-fn rustls_provider() -> bool {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .is_ok()
+    minik_shared::apiclient::connect(kubeconfig).await
 }
 
 /// Which controllers the controller manager runs.

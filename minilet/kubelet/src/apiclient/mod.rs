@@ -12,15 +12,9 @@ pub mod status;
 
 use std::path::Path;
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 
-/// A client from a kubeconfig file.
+/// A client from a kubeconfig file (the shared crate builds it).
 pub async fn connect(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", kubeconfig.display()))?;
-    let cfg = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", kubeconfig.display()))?;
-    Client::try_from(cfg).map_err(|e| anyhow::anyhow!("cannot build an API client: {e}"))
+    minik_shared::apiclient::connect(Some(kubeconfig)).await
 }
