@@ -14,6 +14,7 @@ packages=(
   skopeo              # makes oci-archives in the image store tests
   crun                # reference OCI runtimes for the runtime benchmark
   runc
+  conntrack           # minikproxy: flushes UDP conntrack entries of removed endpoints
   etcd-server protobuf-compiler  # miniapi --store etcd (tests start etcd); protoc builds etcd-client's gRPC stubs
 )
 
