@@ -15,7 +15,7 @@ packages=(
   crun                # reference OCI runtimes for the runtime benchmark
   runc
   conntrack           # minikproxy: flushes UDP conntrack entries of removed endpoints
-  etcd-server protobuf-compiler  # miniapi --store etcd (tests start etcd); protoc builds etcd-client's gRPC stubs
+  etcd-server protobuf-compiler libprotobuf-dev  # miniapi --store etcd (tests start etcd); protoc + well-known .protos build etcd-client
 )
 
 missing=()
