@@ -38,6 +38,7 @@ const KNOWN_KEYS: &[&str] = &[
     "ipam",
     "dns",
     "nodeRoutes",
+    "clusterCIDRs",
     "disableCheck",
     "disableGC",
     VALID_ATTACHMENTS_KEY,
@@ -70,6 +71,9 @@ pub struct BridgeConf {
     pub dns: Dns,
     /// Routes to other nodes' pod CIDRs, installed on the node.
     pub node_routes: Vec<NodeRoute>,
+    /// The whole cluster's pod CIDRs (e.g. 10.244.0.0/16): never masqueraded, even for
+    /// nodes that join after a pod was attached.
+    pub cluster_cidrs: Vec<IpNet>,
     /// The previous plugin's result (CHECK and DEL get the cached ADD result).
     pub prev_result: Option<Value>,
     /// IPs the runtime asks for (`runtimeConfig.ips`, `args.cni.ips`).
@@ -143,6 +147,15 @@ impl BridgeConf {
                 )));
             }
         }
+        let cluster_cidrs: Vec<IpNet> = field(obj, "clusterCIDRs", "a list of CIDRs")?.unwrap_or_default();
+        for (i, c) in cluster_cidrs.iter().enumerate() {
+            if c.trunc() != *c {
+                return Err(CniError::invalid_config(format!(
+                    "clusterCIDRs[{i}]: {c} has host bits set; did you mean {}?",
+                    c.trunc()
+                )));
+            }
+        }
         let prev_result = obj.get("prevResult").filter(|v| !v.is_null()).cloned();
         let requested_ips = requested_ips(obj)?;
         let valid_attachments: Option<Vec<Attachment>> =
@@ -160,6 +173,7 @@ impl BridgeConf {
             ipam,
             dns,
             node_routes,
+            cluster_cidrs,
             prev_result,
             requested_ips,
             valid_attachments,
@@ -171,6 +185,7 @@ impl BridgeConf {
     pub fn cluster_destinations(&self) -> Vec<IpNet> {
         let mut nets = self.ipam.subnets();
         nets.extend(self.node_routes.iter().map(|r| r.dst));
+        nets.extend(self.cluster_cidrs.iter().copied());
         IpNet::aggregate(&nets)
     }
 }
@@ -278,5 +293,14 @@ mod tests {
         let c = conf(r#","nodeRoutes":[{"dst":"10.244.2.0/24","via":"192.168.50.2"}]"#).expect("valid");
         let d: Vec<String> = c.cluster_destinations().iter().map(|n| n.to_string()).collect();
         assert_eq!(d, vec!["10.244.1.0/24", "10.244.2.0/24"]);
+    }
+
+    #[test]
+    fn cluster_cidrs_cover_nodes_not_yet_routed() {
+        let c = conf(r#","clusterCIDRs":["10.244.0.0/16"]"#).expect("valid");
+        let d: Vec<String> = c.cluster_destinations().iter().map(|n| n.to_string()).collect();
+        assert_eq!(d, vec!["10.244.0.0/16"]);
+        let e = conf(r#","clusterCIDRs":["10.244.0.1/16"]"#).expect_err("host bits");
+        assert!(e.msg.contains("clusterCIDRs[0]"), "{}", e.msg);
     }
 }

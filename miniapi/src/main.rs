@@ -38,6 +38,50 @@ struct Args {
     /// Seconds between watch BOOKMARK events.
     #[arg(long, default_value_t = 15)]
     bookmark_interval: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Issue credentials: add a bearer token for USER to the data dir's token file (a
+    /// running server accepts it at once) and write a kubeconfig with it, e.g. for a
+    /// node: `miniapi kubeconfig --data-dir D --user system:node:node1 --group
+    /// system:nodes --server https://192.168.50.11:6443 --out node1.kubeconfig`.
+    Kubeconfig {
+        /// The user name the token authenticates as.
+        #[arg(long)]
+        user: String,
+        /// Groups of the user (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The API server URL written into the kubeconfig.
+        #[arg(long)]
+        server: String,
+        /// Where to write the kubeconfig.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `miniapi kubeconfig`: a token in the token file and a kubeconfig that uses it.
+fn issue_kubeconfig(data_dir: &std::path::Path, user: &str, groups: &[String], server: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    let tokens = data_dir.join("tokens.csv");
+    let ca = data_dir.join("pki/ca.crt");
+    if !tokens.exists() || !ca.exists() {
+        bail!("{} has no tokens.csv or pki/ca.crt: start miniapi with --data-dir {} once first", data_dir.display(), data_dir.display());
+    }
+    if !server.starts_with("https://") {
+        bail!("--server {server:?} must be an https:// URL, e.g. https://192.168.50.11:6443");
+    }
+    let ca_pem = std::fs::read_to_string(&ca).with_context(|| format!("reading {}", ca.display()))?;
+    let token = miniapi::http::auth::TokenAuth::add_user(&tokens, user, groups)
+        .with_context(|| format!("adding a token for {user:?} to {}", tokens.display()))?;
+    let tmp = out.with_extension("tmp");
+    miniapi::kubeconfig::write(&tmp, server, &ca_pem, &token).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}", out.display());
+    Ok(())
 }
 
 fn port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -60,6 +104,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Command::Kubeconfig { user, groups, server, out }) = &args.command {
+        return issue_kubeconfig(&args.data_dir, user, groups, server, out);
+    }
     let mut cfg = ServerConfig::new(args.data_dir, args.listen);
     cfg.advertise_addresses = args.advertise_addresses;
     cfg.service_cluster_ip_range = args.service_cluster_ip_range;

@@ -16,7 +16,7 @@ use crate::config::{ServerConfig, StoreBackend};
 use crate::http::auth::TokenAuth;
 use crate::http::{tls, AppState};
 use crate::registry::{bootstrap, Registry};
-use crate::store::{RedbStore, SharedStore, StoreError};
+use crate::store::{EtcdStore, RedbStore, SharedStore, StoreError};
 
 /// Startup failures.
 #[derive(Debug, thiserror::Error)]
@@ -54,9 +54,7 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError
 fn open_store(cfg: &ServerConfig) -> Result<SharedStore, ServerError> {
     match &cfg.store {
         StoreBackend::Redb => Ok(Arc::new(RedbStore::open(&cfg.data_dir.join("state.redb"))?)),
-        StoreBackend::Etcd { endpoints } => Err(ServerError::NotImplemented(format!(
-            "the etcd store backend is not implemented yet (endpoints {endpoints:?}); use --store redb"
-        ))),
+        StoreBackend::Etcd { endpoints } => Ok(Arc::new(EtcdStore::connect(endpoints, "")?)),
     }
 }
 
@@ -126,7 +124,7 @@ impl Server {
         let server_url = format!("https://{}", SocketAddr::new(host_ip, local_addr.port()));
         let kubeconfig_path = cfg.kubeconfig_path();
         let tmp = kubeconfig_path.with_extension("tmp");
-        crate::kubeconfig::write(&tmp, &server_url, &material.ca_pem, auth.admin_token())
+        crate::kubeconfig::write(&tmp, &server_url, &material.ca_pem, &auth.admin_token())
             .map_err(io_err(tmp.display().to_string()))?;
         std::fs::rename(&tmp, &kubeconfig_path)
             .map_err(io_err(kubeconfig_path.display().to_string()))?;

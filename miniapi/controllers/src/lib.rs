@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
@@ -18,6 +19,7 @@ use std::path::Path;
 
 use kube::Client;
 
+pub use nodeipam::NodeIpamConfig;
 pub use nodelifecycle::NodeLifecycleConfig;
 pub use scheduler::SchedulerOptions;
 
@@ -34,6 +36,8 @@ pub struct ControllerManagerOptions {
     pub node_lifecycle: NodeLifecycleConfig,
     /// Controller names to run (`*` for all).
     pub controllers: Vec<String>,
+    /// Node pod-CIDR allocation (the `nodeipam` controller).
+    pub node_ipam: NodeIpamConfig,
 }
 
 impl Default for ControllerManagerOptions {
@@ -41,6 +45,7 @@ impl Default for ControllerManagerOptions {
         ControllerManagerOptions {
             node_lifecycle: NodeLifecycleConfig::default(),
             controllers: vec!["*".into()],
+            node_ipam: NodeIpamConfig::default(),
         }
     }
 }
@@ -54,6 +59,7 @@ pub const CONTROLLERS: &[&str] = &[
     "garbagecollector",
     "namespace",
     "nodelifecycle",
+    "nodeipam",
 ];
 
 /// Run the selected controllers until one of them stops (which only happens when
@@ -74,6 +80,7 @@ pub async fn run_controller_manager(client: Client, opts: ControllerManagerOptio
     for name in CONTROLLERS.iter().copied().filter(|n| enabled(n)) {
         let c = client.clone();
         let nl = opts.node_lifecycle.clone();
+        let ipam = opts.node_ipam.clone();
         tracing::info!(controller = name, "starting controller");
         set.spawn(async move {
             match name {
@@ -84,6 +91,7 @@ pub async fn run_controller_manager(client: Client, opts: ControllerManagerOptio
                 "garbagecollector" => gc::run(c).await,
                 "namespace" => namespace::run(c).await,
                 "nodelifecycle" => nodelifecycle::run(c, nl).await,
+                "nodeipam" => nodeipam::run(c, ipam).await,
                 _ => {}
             }
             name

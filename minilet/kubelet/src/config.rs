@@ -32,6 +32,13 @@ pub struct KubeletConfig {
     pub cluster_dns: Vec<String>,
     /// The cluster domain.
     pub cluster_domain: String,
+    /// Write the cni-bridge conflist from this node's `spec.podCIDR` (given by the
+    /// controller manager) and route the other nodes' pod CIDRs; needs `kubeconfig`.
+    pub cni_config_from_node: bool,
+    /// The whole cluster's pod CIDR (e.g. 10.244.0.0/16), never masqueraded; used with
+    /// `cniConfigFromNode`.
+    #[serde(rename = "clusterCIDR")]
+    pub cluster_cidr: Option<String>,
     /// First restart back-off (the kubelet's is 10 s).
     #[serde(with = "secs")]
     pub backoff_base: Duration,
@@ -100,6 +107,8 @@ impl Default for KubeletConfig {
             cni_network: None,
             cluster_dns: vec!["10.96.0.10".into()],
             cluster_domain: "cluster.local".into(),
+            cni_config_from_node: false,
+            cluster_cidr: None,
             backoff_base: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
             container_log_max_size: 10 << 20,

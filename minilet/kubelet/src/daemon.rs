@@ -60,6 +60,9 @@ fn spawn_worker(node: Arc<Node>, rec: PodRecord) -> Running {
 /// Runs until SIGINT/SIGTERM. Pods keep running when minilet exits (they are adopted at
 /// the next start), as with a kubelet.
 pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
+    if cfg.cni_config_from_node && cfg.kubeconfig.is_none() {
+        anyhow::bail!("cniConfigFromNode needs kubeconfig: the pod CIDR comes from this node's Node object");
+    }
     let node = Arc::new(Node::new(cfg)?);
     // The kubelet HTTPS server: logs, exec, attach, port-forward (minilet::server).
     crate::server::spawn(&node.cfg);
@@ -78,6 +81,9 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
             kubelet_port: node.cfg.kubelet_port,
         };
         tokio::spawn(crate::apiclient::node::heartbeat(client.clone(), info, Duration::from_secs(10)));
+        if node.cfg.cni_config_from_node {
+            crate::apiclient::network::start(client, &node.cfg).await?;
+        }
         tokio::spawn(crate::apiclient::status::sync_loop(client.clone(), node.cfg.pods_dir(), node.cfg.node_ip.clone()));
         let api = crate::apiclient::source::ApiSource::start(client.clone(), &node.cfg.node_name);
         if !api.wait_synced(Duration::from_secs(30)).await {

@@ -1,4 +1,5 @@
-//! `minik-controller-manager --kubeconfig F [--node-monitor-grace-period 40s] [--pod-eviction-timeout 5m]`
+//! `minik-controller-manager --kubeconfig F [--node-monitor-grace-period 40s] [--pod-eviction-timeout 5m]
+//! [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]`
 
 use std::path::PathBuf;
 
@@ -23,9 +24,15 @@ struct Args {
     #[arg(long, value_parser = parse_duration)]
     node_monitor_period: Option<std::time::Duration>,
     /// Controllers to run: `*` for all, `NAME` to enable, `-NAME` to disable
-    /// (replicaset, deployment, endpoint, endpointslice, garbagecollector, namespace, nodelifecycle).
+    /// (replicaset, deployment, endpoint, endpointslice, garbagecollector, namespace, nodelifecycle, nodeipam).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
+    /// The cluster's pod CIDR, from which each Node gets its `spec.podCIDR`.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -46,9 +53,15 @@ async fn main() -> anyhow::Result<()> {
         eviction = ?nl.pod_eviction_timeout,
         "controller manager starting"
     );
+    let node_ipam = minik_controllers::NodeIpamConfig {
+        cluster_cidr: args.cluster_cidr,
+        node_mask: args.node_cidr_mask_size,
+    };
+    node_ipam.validate().map_err(anyhow::Error::msg)?;
     let opts = ControllerManagerOptions {
         node_lifecycle: nl,
         controllers: args.controllers,
+        node_ipam,
     };
     tokio::select! {
         _ = minik_controllers::run_controller_manager(client, opts) => {

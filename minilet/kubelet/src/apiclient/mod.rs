@@ -6,6 +6,7 @@
 //! (kube-rs: the maintained Rust client, whose watcher relists on `410 Gone` and whose
 //! reflector keeps a cache the pod source reads without blocking).
 
+pub mod network;
 pub mod node;
 pub mod source;
 pub mod status;
