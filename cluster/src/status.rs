@@ -1,0 +1,64 @@
+//! `minik status`: whether the keeper runs, each process it started (with its state),
+//! and the nodes as the API sees them (through the host's loopback, as kubectl would).
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+
+use crate::config::ClusterConfig;
+use crate::procs::{alive, load_status};
+use crate::state::running_keeper;
+
+/// Prints the status; returns the exit code (0 up, 1 not running).
+pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
+    let cfg = ClusterConfig::load(state_dir)?;
+    let layout = cfg.layout();
+    let Some(pid) = running_keeper(&layout) else {
+        println!("cluster in {}: not running (start it with `minik up`)", state_dir.display());
+        return Ok(1);
+    };
+    println!("cluster in {}: running (keeper pid {pid})", state_dir.display());
+    println!("  API: https://127.0.0.1:{} (KUBECONFIG={})", cfg.api_port, layout.host_kubeconfig().display());
+    println!("  underlay {}, nodes {}..{}, ext {}", cfg.underlay, cfg.node_ip(1), cfg.node_ip(cfg.nodes), cfg.ext_ip());
+    println!();
+    println!("{:<20} {:<7} {:<8} {}", "PROCESS", "NODE", "PID", "STATE");
+    for p in load_status(&layout.processes()) {
+        let state = if p.state == "running" && !alive(p.pid) { "gone".to_string() } else { p.state.clone() };
+        println!("{:<20} {:<7} {:<8} {}", p.name, p.node, p.pid, state);
+    }
+    println!();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match rt.block_on(nodes(&layout.host_kubeconfig())) {
+        Ok(lines) => {
+            println!("{:<8} {:<9} {:<16} {}", "NODE", "STATUS", "INTERNAL-IP", "POD-CIDR");
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(e) => println!("nodes: cannot ask the API: {e:#}"),
+    }
+    Ok(0)
+}
+
+async fn nodes(kubeconfig: &Path) -> anyhow::Result<Vec<String>> {
+    let client = minik_shared::apiclient::connect(Some(kubeconfig)).await?;
+    let list = Api::<Node>::all(client).list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|n| {
+            let st = n.status.clone().unwrap_or_default();
+            let ready = st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ip = st.addresses.unwrap_or_default().into_iter().find(|a| a.type_ == "InternalIP").map(|a| a.address).unwrap_or_default();
+            let cidr = n.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or_else(|| "<none>".into());
+            format!(
+                "{:<8} {:<9} {:<16} {}",
+                n.metadata.name.clone().unwrap_or_default(),
+                if ready { "Ready" } else { "NotReady" },
+                ip,
+                cidr
+            )
+        })
+        .collect())
+}
