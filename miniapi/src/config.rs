@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 pub enum StoreBackend {
     /// The embedded redb file under the data dir.
     Redb,
-    /// An etcd cluster (not implemented yet).
+    /// An etcd cluster (keys under `/registry/`, as kube-apiserver stores them).
     Etcd {
         /// Client endpoints.
         endpoints: Vec<String>,

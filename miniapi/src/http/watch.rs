@@ -60,10 +60,12 @@ async fn run(mut ws: WatchStream, output: Output, tx: mpsc::Sender<Result<Bytes,
         let _ = send(enc.line(&ws, "ERROR", err.to_status())).await;
         return;
     }
-    let mut last_sent = 0u64;
+    // Everything at or below the start revision is in the initial state or the
+    // replay; a live event there (an etcd watch catching up) would be a duplicate.
+    let mut last_sent = ws.revision;
     for ev in std::mem::take(&mut ws.replay) {
         seen = seen.max(ev.revision);
-        last_sent = ev.revision;
+        last_sent = last_sent.max(ev.revision);
         if let Some((ty, obj)) = ws.transform(&ev) {
             if !send(enc.line(&ws, ty, obj)).await {
                 return;

@@ -1,16 +1,17 @@
-//! Storage: the [`Store`] trait, its embedded [`redb`](redb_store) backend and the
-//! in-memory [`WatchHub`](hub::WatchHub).
+//! Storage: the [`Store`] trait, its embedded [`redb`](redb_store) backend, its
+//! [`etcd`](etcd_store) backend and the in-memory [`WatchHub`](hub::WatchHub).
 //!
 //! The model is etcd's: one global, monotonically increasing revision; every write
 //! gets the next revision, which becomes the object's `metadata.resourceVersion`
 //! (as a decimal string); a watch starts *after* a given revision and replays what
 //! happened since, or fails with "too old" once that history has been compacted.
-//! An etcd backend can implement the same trait one-to-one (mod_revision ↔
+//! The etcd backend implements the same trait one-to-one (mod_revision ↔
 //! resourceVersion, `Txn` compare on mod_revision ↔ preconditions).
 //!
 //! The trait is synchronous: the HTTP layer runs registry calls on tokio's blocking
 //! pool, and watches are delivered through a [`tokio::sync::broadcast`] receiver.
 
+pub mod etcd_store;
 pub mod hub;
 pub mod redb_store;
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use etcd_store::EtcdStore;
 pub use hub::{WatchHub, WatchStart};
 pub use redb_store::RedbStore;
 
