@@ -44,6 +44,11 @@ fn server_port(kubeconfig: &Path) -> Option<u16> {
 impl ApiServer {
     /// Start on a free port (or `port`) with `data_dir`.
     pub fn start(data_dir: &Path, port: Option<u16>) -> ApiServer {
+        Self::start_with(data_dir, port, &[])
+    }
+
+    /// The same, with extra flags (e.g. `--store etcd --etcd-endpoints URL`).
+    pub fn start_with(data_dir: &Path, port: Option<u16>, extra: &[&str]) -> ApiServer {
         let kubeconfig = data_dir.join("admin.kubeconfig");
         let _ = std::fs::remove_file(&kubeconfig);
         let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
@@ -61,6 +66,7 @@ impl ApiServer {
                 "--bookmark-interval",
                 "1",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
