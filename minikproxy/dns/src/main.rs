@@ -149,7 +149,7 @@ async fn ensure_registered(client: &kube::Client, r: &Registration) -> anyhow::R
                 tracing::info!(service = %r.service, ip = %r.service_ip, endpoint = %r.address, port = r.port, "registered");
                 return Ok(());
             }
-            Err(e @ register::RegisterError::Service { .. }) => return Err(e.into()),
+            Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) if attempt >= 10 => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "cannot register yet; retrying");

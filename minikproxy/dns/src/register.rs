@@ -2,15 +2,17 @@
 //! Deployment and its Service would. It ensures
 //!
 //! - the selector-less Service (`kube-system/kube-dns`, ClusterIP `--service-ip`, ports
-//!   `dns` 53/UDP and `dns-tcp` 53/TCP, label `k8s-app: kube-dns`), by server-side apply;
+//!   `dns` 53/UDP and `dns-tcp` 53/TCP, label `k8s-app: kube-dns`);
 //! - its own EndpointSlice `<service>-<dashed address>` (labels
 //!   `kubernetes.io/service-name`, `endpointslice.kubernetes.io/managed-by: minik-dns`)
-//!   with one ready endpoint at `--advertise-address`:<listen port>, by server-side apply,
-//!   so that several minik-dns instances each keep their own slice;
+//!   with one ready endpoint at `--advertise-address`:<listen port>, so that several
+//!   minik-dns instances each keep their own slice;
 //! - its address in the Service's Endpoints (read, merge, replace: several instances
 //!   share that object).
 //!
-//! Each step is idempotent; the Service proxy then forwards the ClusterIP to it.
+//! Each step is idempotent: create, else a JSON merge patch of the fields minik-dns owns
+//! (whose lists replace the old ones whole; a server-side apply would merge the two
+//! port-53 entries by their key). The Service proxy then forwards the ClusterIP to it.
 //! [`deregister`] takes the slice and the address away again on shutdown.
 
 use std::collections::BTreeMap;
@@ -48,7 +50,7 @@ pub struct Registration {
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     /// The Service could not be applied (most often: it exists with another ClusterIP).
-    #[error("cannot register Service {service} with ClusterIP {ip}: {source}; if it exists with another ClusterIP, delete it (kubectl -n {ns} delete svc {name}) or pass that IP as --service-ip", ns = service.namespace, name = service.name)]
+    #[error("cannot register Service {service} with ClusterIP {ip}: {source}; is the IP taken by another Service, or outside the service CIDR? choose another --service-ip")]
     Service {
         /// The Service.
         service: Key,
@@ -57,6 +59,19 @@ pub enum RegisterError {
         /// The API's answer.
         source: kube::Error,
     },
+    /// The Service exists with another ClusterIP (which cannot change).
+    #[error("Service {service} exists with ClusterIP {has}, not {want}: pass --service-ip {has}, or delete it (kubectl -n {ns} delete svc {name}) to take {want}", ns = service.namespace, name = service.name)]
+    ClusterIpTaken {
+        /// The Service.
+        service: Key,
+        /// Its ClusterIP.
+        has: String,
+        /// The one asked for.
+        want: IpAddr,
+    },
+    /// An object could not be encoded (a bug).
+    #[error("cannot encode an object: {0}")]
+    Encode(String),
     /// Another object could not be written.
     #[error("cannot write {what}: {source}")]
     Object {
@@ -65,6 +80,13 @@ pub enum RegisterError {
         /// The API's answer.
         source: kube::Error,
     },
+}
+
+impl RegisterError {
+    /// Whether retrying cannot help: the API server refused the Service itself.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, RegisterError::ClusterIpTaken { .. } | RegisterError::Service { source: kube::Error::Api(_), .. })
+    }
 }
 
 impl Registration {
@@ -84,7 +106,6 @@ impl Registration {
 /// Ensures the Service, this instance's EndpointSlice and its address in the Endpoints.
 pub async fn register(client: &Client, r: &Registration) -> Result<(), RegisterError> {
     let ns = &r.service.namespace;
-    let pp = PatchParams::apply(MANAGER).force();
     let object = |what: &str| {
         let what = format!("{what} {}", r.service);
         move |source| RegisterError::Object { what, source }
@@ -93,7 +114,12 @@ pub async fn register(client: &Client, r: &Registration) -> Result<(), RegisterE
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let nsobj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
     if namespaces.get_opt(ns).await.map_err(object("Namespace of"))?.is_none() {
-        namespaces.patch(ns, &pp, &Patch::Apply(&nsobj)).await.map_err(object("Namespace of"))?;
+        let obj: Namespace = serde_json::from_value(nsobj).map_err(|e| RegisterError::Encode(e.to_string()))?;
+        match namespaces.create(&PostParams::default(), &obj).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(object("Namespace of")(e)),
+        }
     }
 
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
@@ -109,10 +135,20 @@ pub async fn register(client: &Client, r: &Registration) -> Result<(), RegisterE
             ]
         }
     });
-    services
-        .patch(&r.service.name, &pp, &Patch::Apply(&svc))
-        .await
-        .map_err(|source| RegisterError::Service { service: r.service.clone(), ip: r.service_ip, source })?;
+    let service_err = |source| RegisterError::Service { service: r.service.clone(), ip: r.service_ip, source };
+    match services.get_opt(&r.service.name).await.map_err(object("Service"))? {
+        Some(existing) => {
+            let has = existing.spec.as_ref().and_then(|s| s.cluster_ip.clone()).unwrap_or_default();
+            if has != r.service_ip.to_string() {
+                return Err(RegisterError::ClusterIpTaken { service: r.service.clone(), has, want: r.service_ip });
+            }
+            services.patch(&r.service.name, &PatchParams::default(), &Patch::Merge(&svc)).await.map_err(service_err)?;
+        }
+        None => {
+            let obj: Service = serde_json::from_value(svc).map_err(|e| RegisterError::Encode(e.to_string()))?;
+            services.create(&PostParams::default(), &obj).await.map_err(service_err)?;
+        }
+    }
 
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     let slice = json!({
@@ -130,7 +166,16 @@ pub async fn register(client: &Client, r: &Registration) -> Result<(), RegisterE
         }],
         "ports": r.ports()
     });
-    slices.patch(&r.slice_name(), &pp, &Patch::Apply(&slice)).await.map_err(object("EndpointSlice of"))?;
+    // Create, else merge-patch: lists in a merge patch replace the old ones whole.
+    if slices.get_opt(&r.slice_name()).await.map_err(object("EndpointSlice of"))?.is_some() {
+        slices
+            .patch(&r.slice_name(), &PatchParams::default(), &Patch::Merge(&slice))
+            .await
+            .map_err(object("EndpointSlice of"))?;
+    } else {
+        let obj: EndpointSlice = serde_json::from_value(slice).map_err(|e| RegisterError::Encode(e.to_string()))?;
+        slices.create(&PostParams::default(), &obj).await.map_err(object("EndpointSlice of"))?;
+    }
 
     update_endpoints(client, r, true).await
 }
