@@ -16,6 +16,7 @@ packages=(
   runc
   conntrack           # minikproxy: flushes UDP conntrack entries of removed endpoints
   etcd-server protobuf-compiler libprotobuf-dev  # miniapi --store etcd (tests start etcd); protoc + well-known .protos build etcd-client
+  bind9-dnsutils dnsmasq-base  # minik-dns: dig in its tests; dnsmasq as the tests' upstream and the DNS benchmark's reference
 )
 
 missing=()

@@ -25,8 +25,8 @@ use crate::zone::{Key, Zone};
 
 /// One watch event of either kind.
 enum Change {
-    Service(Event<Service>),
-    Slice(Event<EndpointSlice>),
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
 }
 
 /// Applies watch events to the zone.
@@ -61,17 +61,17 @@ impl Follower {
     pub async fn run(mut self, client: Client) {
         let services = watcher::watcher(Api::<Service>::all(client.clone()), watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(Change::Service))
+            .map(|e| e.map(|e| Change::Service(Box::new(e))))
             .boxed();
         let slices = watcher::watcher(Api::<EndpointSlice>::all(client), watcher::Config::default())
             .default_backoff()
-            .map(|e| e.map(Change::Slice))
+            .map(|e| e.map(|e| Change::Slice(Box::new(e))))
             .boxed();
         let mut changes = stream::select(services, slices);
         while let Some(change) = changes.next().await {
             match change {
-                Ok(Change::Service(e)) => self.on_service(e),
-                Ok(Change::Slice(e)) => self.on_slice(e),
+                Ok(Change::Service(e)) => self.on_service(*e),
+                Ok(Change::Slice(e)) => self.on_slice(*e),
                 Err(e) => tracing::warn!(error = %e, "watch error; retrying with back-off"),
             }
         }

@@ -97,13 +97,13 @@ fn answers_cluster_names_over_udp_and_tcp_and_forwards_the_rest() {
     // A for a ClusterIP Service, over UDP and TCP, authoritative.
     let a = c.dig(53, &[API, "A"]);
     assert_eq!(a.status, "NOERROR", "{}\n{}", a.raw, dns.log());
-    assert_eq!(a.data("A"), [ip.clone()]);
+    assert_eq!(a.data("A"), std::slice::from_ref(&ip));
     assert!(a.flags.contains(&"aa".to_string()), "{}", a.raw);
     let t = c.dig(53, &["+tcp", API, "A"]);
-    assert_eq!(t.data("A"), [ip.clone()], "{}", t.raw);
+    assert_eq!(t.data("A"), std::slice::from_ref(&ip), "{}", t.raw);
     // Short names through the pod's search path, as a pod's resolver would.
     let s = c.dig(53, &["+search", "+domain=service-lab.svc.cluster.local", "api-service", "A"]);
-    assert_eq!(s.data("A"), [ip.clone()], "{}", s.raw);
+    assert_eq!(s.data("A"), std::slice::from_ref(&ip), "{}", s.raw);
 
     // NODATA for another type, NXDOMAIN for a missing name; both with the SOA.
     let nodata = c.dig(53, &[API, "AAAA"]);
@@ -176,7 +176,7 @@ fn follows_the_api_by_watch() {
     c.api.ok(&["-n", "watch-lab", "create", "service", "clusterip", "fresh", "--tcp=80:8080"]);
     let ip = cluster_ip(&c, "watch-lab", "fresh");
     let a = c.dig_until(53, &[name, "A"], WAIT, |d| !d.answers.is_empty());
-    assert_eq!(a.data("A"), [ip.clone()], "{}\n{}", a.raw, dns.log());
+    assert_eq!(a.data("A"), std::slice::from_ref(&ip), "{}\n{}", a.raw, dns.log());
     let evs = wait_events(&c, "watch-lab", "fresh");
     assert_eq!(evs.len(), 1, "{evs:#?}");
     assert_eq!(evs[0]["message"], format!("{name} A {ip}"));
