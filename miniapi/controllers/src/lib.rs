@@ -13,6 +13,7 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
+pub mod servicelb;
 pub mod util;
 
 use std::path::Path;
@@ -38,6 +39,8 @@ pub struct ControllerManagerOptions {
     pub controllers: Vec<String>,
     /// Node pod-CIDR allocation (the `nodeipam` controller).
     pub node_ipam: NodeIpamConfig,
+    /// Where LoadBalancer IPs come from (the `servicelb` controller); none: they stay pending.
+    pub load_balancer_pool: Option<ipnet::Ipv4Net>,
 }
 
 impl Default for ControllerManagerOptions {
@@ -46,6 +49,7 @@ impl Default for ControllerManagerOptions {
             node_lifecycle: NodeLifecycleConfig::default(),
             controllers: vec!["*".into()],
             node_ipam: NodeIpamConfig::default(),
+            load_balancer_pool: None,
         }
     }
 }
@@ -60,6 +64,7 @@ pub const CONTROLLERS: &[&str] = &[
     "namespace",
     "nodelifecycle",
     "nodeipam",
+    "servicelb",
 ];
 
 /// Run the selected controllers until one of them stops (which only happens when
@@ -81,6 +86,7 @@ pub async fn run_controller_manager(client: Client, opts: ControllerManagerOptio
         let c = client.clone();
         let nl = opts.node_lifecycle.clone();
         let ipam = opts.node_ipam.clone();
+        let lb_pool = opts.load_balancer_pool;
         tracing::info!(controller = name, "starting controller");
         set.spawn(async move {
             match name {
@@ -92,6 +98,7 @@ pub async fn run_controller_manager(client: Client, opts: ControllerManagerOptio
                 "namespace" => namespace::run(c).await,
                 "nodelifecycle" => nodelifecycle::run(c, nl).await,
                 "nodeipam" => nodeipam::run(c, ipam).await,
+                "servicelb" => servicelb::run(c, lb_pool).await,
                 _ => {}
             }
             name

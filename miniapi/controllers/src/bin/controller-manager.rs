@@ -1,5 +1,5 @@
 //! `minik-controller-manager --kubeconfig F [--node-monitor-grace-period 40s] [--pod-eviction-timeout 5m]
-//! [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]`
+//! [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--load-balancer-pool CIDR]`
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, value_parser = parse_duration)]
     node_monitor_period: Option<std::time::Duration>,
     /// Controllers to run: `*` for all, `NAME` to enable, `-NAME` to disable
-    /// (replicaset, deployment, endpoint, endpointslice, garbagecollector, namespace, nodelifecycle, nodeipam).
+    /// (replicaset, deployment, endpoint, endpointslice, garbagecollector, namespace, nodelifecycle, nodeipam, servicelb).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// The cluster's pod CIDR, from which each Node gets its `spec.podCIDR`.
@@ -33,6 +33,10 @@ struct Args {
     /// Prefix length of each node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Pool of load-balancer IPs for `type: LoadBalancer` Services (e.g. 192.168.50.200/29);
+    /// without it they stay `<pending>`.
+    #[arg(long)]
+    load_balancer_pool: Option<ipnet::Ipv4Net>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -62,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         node_lifecycle: nl,
         controllers: args.controllers,
         node_ipam,
+        load_balancer_pool: args.load_balancer_pool,
     };
     tokio::select! {
         _ = minik_controllers::run_controller_manager(client, opts) => {
