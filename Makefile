@@ -22,9 +22,10 @@ test: build images
 	scripts/sandbox.sh $(CARGO) test --workspace --offline --no-fail-fast
 
 bench: deps
-	$(CARGO) build --release -p cni-bridge -p minik-bench -p minilet -p minik-oci
+	$(CARGO) build --release -p cni-bridge -p minik-bench -p minilet -p minik-oci -p miniapi -p minik-dns
 	scripts/sandbox.sh target/release/bench-cni
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-minilet
+	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-dns
 
 up: build images
 	scripts/sandbox.sh scripts/demo-cni.sh
