@@ -45,7 +45,7 @@ pub struct Cluster {
     /// cni-bridge's config.
     pub cni_conf: Value,
     /// minikproxy, while it runs.
-    pub proxy: Option<Child>,
+    pub proxy: std::sync::Mutex<Option<Child>>,
     /// Where its log goes.
     pub proxy_log: std::path::PathBuf,
     /// Its healthz port (metrics on the next one).
@@ -80,7 +80,7 @@ impl Cluster {
         });
         let proxy_log = api.dir.path().join("minikproxy.log");
         let health_port = free_port(&node);
-        let c = Cluster { underlay, node, outside, api, cni_conf, proxy: None, proxy_log, health_port, _ipam: ipam, pods: vec![] };
+        let c = Cluster { underlay, node, outside, api, cni_conf, proxy: std::sync::Mutex::new(None), proxy_log, health_port, _ipam: ipam, pods: vec![] };
         c.api.apply(&format!(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n  labels:\n    kubernetes.io/hostname: {NODE}\n"
         ));
@@ -104,7 +104,7 @@ impl Cluster {
     }
 
     /// Starts minikproxy and waits until /healthz says it synced.
-    pub fn start_proxy(&mut self) {
+    pub fn start_proxy(&self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.proxy_log).expect("log");
         let child = self
             .node
@@ -122,7 +122,9 @@ impl Cluster {
                     .spawn()
             })
             .expect("start minikproxy");
-        self.proxy = Some(child);
+        if let Ok(mut p) = self.proxy.lock() {
+            *p = Some(child);
+        }
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some((200, _)) = self.http_get(self.health_port, "/healthz") {
@@ -134,8 +136,8 @@ impl Cluster {
     }
 
     /// Stops minikproxy (by PID).
-    pub fn stop_proxy(&mut self) {
-        if let Some(mut c) = self.proxy.take() {
+    pub fn stop_proxy(&self) {
+        if let Some(mut c) = self.proxy.lock().ok().and_then(|mut p| p.take()) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let _ = c.wait();
         }
