@@ -137,6 +137,11 @@ fn answers_cluster_names_over_udp_and_tcp_and_forwards_the_rest() {
     let eptr = c.dig(53, &["-x", "10.244.1.5"]);
     assert_eq!(eptr.data("PTR"), ["db-0.db.service-lab.svc.cluster.local."], "{}", eptr.raw);
 
+    // busybox's resolver (what the demo pods have) reads the same answers.
+    let bb = c.ns.exec("busybox", &["nslookup", API, "127.0.0.1"]);
+    let bb = String::from_utf8_lossy(&bb.stdout);
+    assert!(bb.contains(&format!("Address: {ip}")), "{bb}");
+
     // ExternalName: a CNAME; pods: their dashed IP.
     let cname = c.dig(53, &["ext.service-lab.svc.cluster.local", "A"]);
     assert_eq!(cname.data("CNAME"), ["outside.example.org."], "{}", cname.raw);
@@ -212,6 +217,33 @@ ports: [{name: web, port: 80, protocol: TCP}]
     );
     let h = c.dig_until(53, &[pool, "A"], WAIT, |d| d.answers.len() == 2);
     assert_eq!(h.data("A"), ["10.244.1.20", "10.244.2.21"], "{}", h.raw);
+
+    // More endpoints than fit in a UDP reply: truncated over UDP, whole over TCP.
+    let endpoints: Vec<String> = (1..=100).map(|i| format!("{{addresses: [\"10.244.5.{i}\"]}}")).collect();
+    c.api.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: big, namespace: watch-lab}}
+spec: {{clusterIP: None, ports: [{{name: web, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: big-a, namespace: watch-lab, labels: {{kubernetes.io/service-name: big}}}}
+addressType: IPv4
+endpoints: [{}]
+ports: [{{name: web, port: 80, protocol: TCP}}]
+"#,
+        endpoints.join(", ")
+    ));
+    let big = "big.watch-lab.svc.cluster.local";
+    let whole = c.dig_until(53, &["+tcp", big, "A"], WAIT, |d| d.answers.len() == 100);
+    assert_eq!(whole.answers.len(), 100, "{}", whole.raw);
+    let udp = c.dig(53, &["+ignore", big, "A"]);
+    assert!(udp.flags.contains(&"tc".to_string()), "{}", udp.raw);
+    assert!(udp.answers.len() < 100, "{}", udp.raw);
+    // dig retries a truncated reply over TCP by itself, as resolvers do.
+    assert_eq!(c.dig(53, &[big, "A"]).answers.len(), 100);
 
     // kubectl delete svc: the name and its PTR are gone.
     c.api.ok(&["-n", "watch-lab", "delete", "service", "fresh"]);
