@@ -8,6 +8,11 @@
 //! exactly those operations. They carry no object schemas, so kubectl computes
 //! strategic merge patches from its built-in types (the correct list merge keys)
 //! and `kubectl explain` is not supported yet.
+//!
+//! `/openapi/v2` is an empty (but valid) protobuf document: kubectl falls back to it
+//! for a kind it finds in no v3 document (`apiVersion: v1, kind: Deployment`), skips
+//! client-side validation for a kind the document does not define, and goes on to
+//! print the real cluster's `no matches for kind ... in version ...`.
 
 use serde_json::{json, Map, Value};
 
@@ -103,6 +108,28 @@ fn operations(r: &ResourceInfo) -> Value {
     })
 }
 
+/// The content type of `/openapi/v2` (kube-apiserver's; kubectl asks for
+/// `...spec.v2@v1.0+protobuf`, but `@` is not valid in a response media type).
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// `/openapi/v2` as gnostic's `openapi_v2.Document` protobuf: `swagger: "2.0"` and
+/// `info {title, version}`, no paths and no definitions.
+pub fn v2_document() -> Vec<u8> {
+    fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+        // Length-delimited (wire type 2); every length here is < 128 (one-byte varint).
+        out.push((tag << 3) | 2);
+        out.push(u8::try_from(bytes.len()).unwrap_or(0));
+        out.extend_from_slice(bytes);
+    }
+    let mut info = Vec::new();
+    field(1, b"Kubernetes", &mut info);
+    field(2, GIT_VERSION.as_bytes(), &mut info);
+    let mut doc = Vec::new();
+    field(1, b"2.0", &mut doc);
+    field(2, &info, &mut doc);
+    doc
+}
+
 /// `/openapi/v3/api/v1` or `/openapi/v3/apis/<group>/v1`.
 pub fn group_version(path: &str) -> Option<Value> {
     let group = match path.trim_matches('/') {
@@ -147,5 +174,6 @@ mod tests {
         assert!(group_version("apis/apps/v1").is_some());
         assert!(group_version("apis/nope/v1").is_none());
         assert!(root()["paths"]["apis/apps/v1"]["serverRelativeURL"].is_string());
+        assert_eq!(&v2_document()[..5], b"\x0a\x032.0");
     }
 }

@@ -217,7 +217,15 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         Route::Resources(g, v) => return found(discovery::resource_list(&g, &v)),
         Route::OpenApiV3Root => return respond(200, &openapi::root(), Output::Json, &[], None),
         Route::OpenApiV3(p) => return found(openapi::group_version(&p)),
-        Route::OpenApiV2 | Route::NotFound => return error(&ApiError::path_not_found()),
+        Route::OpenApiV2 => {
+            let mut r = Response::new(Body::from(openapi::v2_document()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(openapi::V2_PROTOBUF),
+            );
+            return r;
+        }
+        Route::NotFound => return error(&ApiError::path_not_found()),
         Route::Health(_) | Route::Version => return error(&ApiError::path_not_found()),
         Route::Resource(rp) => rp,
     };
