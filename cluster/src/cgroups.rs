@@ -110,19 +110,20 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Makes `cmd` join the group before it runs its program.
-    pub fn apply(&self, cmd: &mut std::process::Command) {
+    /// Makes `cmd` join the group before it runs its program. The command keeps the files
+    /// open until it is dropped, so they are valid in the child.
+    pub fn apply(self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        let fds: Vec<i32> = self.files.iter().map(|f| f.as_raw_fd()).collect();
-        // SAFETY: the closure only calls write(2) on descriptors opened by the parent
-        // (inherited across fork, closed at exec by O_CLOEXEC); it allocates nothing, which
-        // keeps it async-signal-safe as pre_exec requires.
+        let files = self.files;
+        // SAFETY: the closure only calls write(2) on descriptors it owns (inherited across
+        // fork, closed at exec by O_CLOEXEC); it allocates nothing, which keeps it
+        // async-signal-safe as pre_exec requires.
         unsafe {
             cmd.pre_exec(move || {
-                for fd in &fds {
+                for f in &files {
                     // Writing 0 moves the writing process (v1 and v2); a hierarchy that
                     // refuses is skipped rather than failing the whole process.
-                    let _ = libc::write(*fd, b"0".as_ptr().cast(), 1);
+                    let _ = libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
                 }
                 Ok(())
             });

@@ -47,6 +47,25 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// SIGKILLs any process of this cluster that escaped its cgroup: one running a binary
+/// from `bin_dir` whose command line names the state dir.
+fn kill_strays(layout: &Layout, bin_dir: &Path) {
+    let me = std::process::id();
+    let root = layout.root.display().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me || !cmdline_mentions(pid, &root) {
+            continue;
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if exe.starts_with(bin_dir) {
+            tracing::warn!(pid, exe = %exe.display(), "a process of the cluster outside its cgroup; SIGKILL");
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
 /// Everything after the keeper: leftover processes, cgroups, state files.
 pub fn cleanup(layout: &Layout) -> anyhow::Result<()> {
     let cgroups = ClusterCgroups::load(&cgroups_file(layout));
@@ -56,6 +75,9 @@ pub fn cleanup(layout: &Layout) -> anyhow::Result<()> {
         if alive(p.pid) && cmdline_mentions(p.pid, &root) {
             let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
         }
+    }
+    if let Ok(cfg) = ClusterConfig::load(&layout.root) {
+        kill_strays(&layout, &cfg.bin_dir);
     }
     if left > 0 {
         tracing::warn!(left, "processes still in the cluster's cgroup after SIGKILL");

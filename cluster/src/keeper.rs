@@ -202,17 +202,21 @@ fn boot(
     let sched_pid = sup.spawn("scheduler", "node1", &node1, "control", sched)?;
     let mut dns = bin(cfg, "minik-dns");
     dns.arg("--kubeconfig").arg(&kc);
-    dns.args(["--listen", "0.0.0.0:53", "--service", "kube-system/kube-dns", "--service-ip", &cfg.dns_ip().to_string()]);
+    // On node1's address, not 0.0.0.0: a UDP socket on the wildcard answers a pod of
+    // node1 from the cni0 address, which conntrack cannot map back to the ClusterIP.
+    let dns_listen = format!("{}:53", cfg.node_ip(1));
+    dns.args(["--listen", &dns_listen, "--service", "kube-system/kube-dns", "--service-ip", &cfg.dns_ip().to_string()]);
     dns.args(["--advertise-address", &cfg.node_ip(1).to_string()]);
     let dns_pid = sup.spawn("minik-dns", "node1", &node1, "control", dns)?;
-    for (name, pid) in [("controller manager", cm_pid), ("scheduler", sched_pid)] {
-        if let Early::Ended(state, log) = sup.early(pid, Duration::from_millis(1500)) {
-            bail!("{}", ended(name, &state, &log));
+    let early = sup.early_all(&[cm_pid, sched_pid, dns_pid], Duration::from_millis(1000));
+    for (name, e) in ["controller manager", "scheduler"].iter().zip(&early) {
+        if let Early::Ended(state, log) = e {
+            bail!("{}", ended(name, state, log));
         }
     }
-    match sup.early(dns_pid, Duration::from_millis(500)) {
+    match &early[2] {
         Early::Running => progress.ok(&format!("DNS at {}", cfg.dns_ip())),
-        Early::Ended(state, log) => progress.warn(&format!("{}; Service names will not resolve", ended("minik-dns", &state, &log))),
+        Early::Ended(state, log) => progress.warn(&format!("{}; Service names will not resolve", ended("minik-dns", state, log))),
     }
     check_stop()?;
 
@@ -225,8 +229,9 @@ fn boot(
         m.arg("--config").arg(nodes::config_path(&layout, name)).arg("run");
         minilets.push((name.clone(), sup.spawn("minilet", name, &ns, name, m)?));
     }
-    for (name, pid) in &minilets {
-        if let Early::Ended(state, log) = sup.early(*pid, Duration::from_millis(1000)) {
+    let pids: Vec<u32> = minilets.iter().map(|(_, p)| *p).collect();
+    for ((name, _), e) in minilets.iter().zip(sup.early_all(&pids, Duration::from_millis(700))) {
+        if let Early::Ended(state, log) = e {
             bail!("{}", ended(&format!("minilet on {name}"), &state, &log));
         }
     }
@@ -243,8 +248,9 @@ fn boot(
         proxies.push((name.clone(), sup.spawn("minikproxy", name, &ns, name, p)?));
     }
     let mut broken = Vec::new();
-    for (name, pid) in &proxies {
-        if let Early::Ended(state, log) = sup.early(*pid, Duration::from_millis(700)) {
+    let pids: Vec<u32> = proxies.iter().map(|(_, p)| *p).collect();
+    for ((name, _), e) in proxies.iter().zip(sup.early_all(&pids, Duration::from_millis(700))) {
+        if let Early::Ended(state, log) = e {
             broken.push(format!("{name}: {}", ended("minikproxy", &state, &log)));
         }
     }

@@ -108,17 +108,30 @@ impl Supervisor {
         changed
     }
 
-    /// Waits up to `grace` to see whether the process `pid` keeps running.
-    pub fn early(&self, pid: u32, grace: Duration) -> Early {
+    /// Waits `grace` (less when all have ended) to see which of `pids` keep running.
+    pub fn early_all(&self, pids: &[u32], grace: Duration) -> Vec<Early> {
         let end = Instant::now() + grace;
         loop {
             self.reap();
-            let found = self.lock().iter().find(|p| p.info.pid == pid).map(|p| (p.info.state.clone(), p.info.log.clone()));
-            match found {
-                Some((state, log)) if state != "running" => return Early::Ended(state, tail(&log, 5)),
-                _ if Instant::now() >= end => return Early::Running,
-                _ => std::thread::sleep(Duration::from_millis(50)),
+            let states: Vec<Option<(String, PathBuf)>> = pids
+                .iter()
+                .map(|pid| {
+                    self.lock()
+                        .iter()
+                        .find(|p| p.info.pid == *pid && p.info.state != "running")
+                        .map(|p| (p.info.state.clone(), p.info.log.clone()))
+                })
+                .collect();
+            if Instant::now() >= end || states.iter().all(Option::is_some) {
+                return states
+                    .into_iter()
+                    .map(|s| match s {
+                        Some((state, log)) => Early::Ended(state, tail(&log, 5)),
+                        None => Early::Running,
+                    })
+                    .collect();
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

@@ -12,7 +12,9 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use nix::sched::{setns, CloneFlags};
 
+use crate::cgroups::ClusterCgroups;
 use crate::config::ClusterConfig;
+use crate::keeper::cgroups_file;
 use crate::network::{EXT, UNDERLAY};
 use crate::state::running_keeper;
 
@@ -30,6 +32,14 @@ pub fn shell(state_dir: &Path, host: &str, command: &[OsString]) -> anyhow::Resu
     let net = std::fs::File::open(&net_path).with_context(|| format!("cannot open {host}'s network namespace ({net_path})"))?;
     let mnt_path = format!("/proc/{pid}/ns/mnt");
     let mnt = std::fs::File::open(&mnt_path).with_context(|| format!("cannot open the sandbox's mount namespace ({mnt_path})"))?;
+    if cfg.node_index(host).is_some() {
+        // Join the node's cgroup, as a login on the node would: `minilet exec` and friends
+        // find pods' cgroups relative to their own.
+        let cgroups = ClusterCgroups::load(&cgroups_file(&layout));
+        for dir in &cgroups.dirs {
+            let _ = std::fs::write(dir.join(host).join("cgroup.procs"), std::process::id().to_string());
+        }
+    }
     let cwd = std::env::current_dir().ok();
     setns(net.as_fd(), CloneFlags::CLONE_NEWNET).with_context(|| format!("cannot enter {host}'s network namespace"))?;
     setns(mnt.as_fd(), CloneFlags::CLONE_NEWNS).context("cannot enter the sandbox's mount namespace")?;
