@@ -26,6 +26,7 @@ bench: deps
 	scripts/sandbox.sh target/release/bench-cni
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-minilet
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-dns
+	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-api
 
 up: build images
 	scripts/sandbox.sh scripts/demo-cni.sh
