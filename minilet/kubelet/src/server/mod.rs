@@ -158,15 +158,11 @@ async fn serve(listener: tokio::net::TcpListener, acceptor: TlsAcceptor, ctx: Ar
 }
 
 /// The query parameters of a request (repeated keys kept, in order).
+/// (`form_urlencoded`: the WHATWG decoder the `url` crate uses, so `+` and `%XX` are
+/// read exactly as browsers and Go's net/url write them.)
 pub fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
     let q = req.uri().query().unwrap_or("");
-    q.split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 /// The first value of `key`.
@@ -179,27 +175,9 @@ pub fn flag(q: &[(String, String)], keys: &[&str]) -> bool {
     keys.iter().any(|k| matches!(param(q, k), Some("1" | "true" | "True")))
 }
 
+/// A percent-encoded path segment, decoded (invalid escapes are kept as they are).
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 async fn route(ctx: Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -227,7 +205,7 @@ mod tests {
 
     #[test]
     fn decodes_percent() {
-        assert_eq!(percent_decode("echo%20hi%3B+x"), "echo hi; x");
+        assert_eq!(percent_decode("echo%20hi%3B"), "echo hi;");
         assert_eq!(percent_decode("100%"), "100%");
     }
 }
