@@ -9,7 +9,9 @@
 //! - [`Plugin`]: runs a CNI plugin binary on a node, as a runtime does;
 //! - [`tcp`]: a server that answers with the client's address, and its client.
 //! - [`miniapi`]: the API server in a namespace, driven by the real kubectl.
+//! - [`cluster`]: a whole cluster booted by `minik up`, taken down by `minik down`.
 
+pub mod cluster;
 pub mod miniapi;
 pub mod minilet;
 pub mod tcp;
