@@ -27,6 +27,7 @@ bench: deps
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-minilet
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-dns
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-api
+	scripts/sandbox.sh target/release/bench-proxy
 
 up: build images
 	scripts/sandbox.sh scripts/demo-cni.sh
