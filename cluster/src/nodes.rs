@@ -63,21 +63,30 @@ fn minilet_config(cfg: &ClusterConfig, i: u8, node: &str) -> String {
 }
 
 /// Writes the node's credentials: its own user when miniapi can issue one.
-fn write_credentials(cfg: &ClusterConfig, node: &str) -> anyhow::Result<()> {
+pub fn write_credentials(cfg: &ClusterConfig, node: &str) -> anyhow::Result<()> {
     let layout = cfg.layout();
     let out = kubeconfig_path(&layout, node);
     let issued = Command::new(cfg.bin_dir.join("miniapi"))
-        .arg("kubeconfig")
         .arg("--data-dir")
         .arg(layout.api_dir())
+        .arg("kubeconfig")
         .args(["--user", &format!("system:node:{node}"), "--group", "system:nodes", "--server", &cfg.api_inner_url()])
         .arg("--out")
         .arg(&out)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+        .output();
+    let issued = match issued {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            tracing::warn!(node, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "miniapi kubeconfig failed");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(node, error = %e, "cannot run miniapi kubeconfig");
+            false
+        }
+    };
     if !issued {
-        tracing::info!(node, "miniapi cannot issue node credentials (no `miniapi kubeconfig`); the node uses the admin kubeconfig");
+        tracing::warn!(node, "no node credentials from miniapi; the node uses the admin kubeconfig");
         std::fs::copy(layout.inner_kubeconfig(), &out).with_context(|| format!("cannot write {}", out.display()))?;
     }
     Ok(())
