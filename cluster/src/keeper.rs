@@ -23,7 +23,8 @@ use crate::kubectl::{node_ready, Kubectl};
 use crate::network;
 use crate::procs::{Early, Supervisor};
 use crate::progress::Reporter;
-use crate::{demo, nodes};
+use crate::vm::VmConfig;
+use crate::{demo, nodes, vm};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -81,7 +82,8 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
     enter_sandbox()?;
     install_signals()?;
     std::fs::write(layout.keeper_pid(), std::process::id().to_string()).context("cannot write keeper.pid")?;
-    let steps = if cfg.demo { 8 } else { 7 };
+    let vms = VmConfig::load(&layout)?;
+    let steps = if cfg.demo { 8 } else { 7 } + usize::from(vms.count > 0);
     let mut progress = Reporter::create(&layout.progress(), steps)?;
     progress.step("sandbox: private network and mount namespaces");
     let cgroups = ClusterCgroups::create(&group_name(&cfg.state_dir));
@@ -90,7 +92,7 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
 
     let sup = Supervisor::new(layout.processes(), layout.logs(), cgroups.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("async runtime")?;
-    let code = match boot(&cfg, &mut progress, &sup, &rt, listener) {
+    let code = match boot(&cfg, &vms, &mut progress, &sup, &rt, listener) {
         Ok(()) => {
             progress.ready();
             tracing::info!("cluster up; supervising until SIGTERM");
@@ -135,6 +137,7 @@ fn ended(name: &str, state: &str, log: &str) -> String {
 
 fn boot(
     cfg: &ClusterConfig,
+    vms: &VmConfig,
     progress: &mut Reporter,
     sup: &Supervisor,
     rt: &tokio::runtime::Runtime,
@@ -261,7 +264,15 @@ fn boot(
     }
     check_stop()?;
 
+    if vms.count > 0 {
+        progress.step(&format!("VM nodes: {} under QEMU", vms.names().join(", ")));
+        let accel = vm::boot_all(cfg, vms, sup, &stopping)?;
+        progress.ok(&format!("{accel:?} at {}..{}", cfg.node_ip(cfg.nodes + 1), cfg.node_ip(cfg.nodes + vms.count)));
+        check_stop()?;
+    }
+
     progress.step("nodes Ready");
+    let node_names: Vec<String> = node_names.iter().cloned().chain(vms.names()).collect();
     let summary = kubectl
         .wait(Duration::from_secs(90), &stopping, |k| {
             let nodes = k.json(&["get", "nodes"]).map_err(|e| e.to_string())?;

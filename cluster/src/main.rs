@@ -20,6 +20,7 @@ mod state;
 mod status;
 mod trace;
 mod up;
+mod vm;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,9 @@ struct UpArgs {
     /// The controller manager's --pod-eviction-timeout (e.g. 5s, for tests).
     #[arg(long)]
     pod_eviction_timeout: Option<String>,
+    /// VM nodes.
+    #[command(flatten)]
+    vm: vm::VmArgs,
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
@@ -142,7 +146,10 @@ fn up_config(state_dir: &Path, a: UpArgs) -> anyhow::Result<ClusterConfig> {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let state_dir = absolute(&cli.state_dir)?;
     match cli.cmd {
-        Cmd::Up(a) => up::up(up_config(&state_dir, a)?),
+        Cmd::Up(a) => {
+            let vm_args = a.vm.clone();
+            up::up(up_config(&state_dir, a)?, &vm_args)
+        }
         Cmd::Down => down::down(&state_dir).map(|_| 0),
         Cmd::Status => status::status(&state_dir),
         Cmd::Shell { host, command } => shell::shell(&state_dir, &host, &command).map(|_| 0),

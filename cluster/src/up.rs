@@ -18,6 +18,7 @@ use crate::config::ClusterConfig;
 use crate::forward::LISTEN_FD;
 use crate::progress::{render, Event, Follower};
 use crate::state::running_keeper;
+use crate::vm::{VmArgs, VmConfig};
 use crate::{demo, down, nodes};
 
 /// The binaries a cluster runs.
@@ -51,11 +52,12 @@ fn check_binaries(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// `minik up`; returns the process exit code.
-pub fn up(cfg: ClusterConfig) -> anyhow::Result<u8> {
+pub fn up(cfg: ClusterConfig, vm_args: &VmArgs) -> anyhow::Result<u8> {
     if !nix::unistd::geteuid().is_root() {
         bail!("minik up needs root (it creates network and mount namespaces); run it as root");
     }
     cfg.validate()?;
+    let vms = VmConfig::from_args(&cfg, vm_args)?;
     check_binaries(&cfg.bin_dir)?;
     nodes::check_images(&cfg.images)?;
     let layout = cfg.layout();
@@ -73,6 +75,7 @@ pub fn up(cfg: ClusterConfig) -> anyhow::Result<u8> {
     }
     std::fs::create_dir_all(layout.logs()).with_context(|| format!("cannot create {}", layout.logs().display()))?;
     cfg.save()?;
+    vms.save(&layout)?;
     let listener = std::net::TcpListener::bind(("127.0.0.1", cfg.api_port)).with_context(|| {
         format!("cannot listen on 127.0.0.1:{} for the API; pick a free port with --api-port", cfg.api_port)
     })?;
@@ -80,7 +83,8 @@ pub fn up(cfg: ClusterConfig) -> anyhow::Result<u8> {
     drop(listener);
     std::fs::write(layout.keeper_pid(), child.id().to_string()).context("cannot write keeper.pid")?;
 
-    println!("minik: booting {} nodes in {} (logs: {})", cfg.nodes, cfg.state_dir.display(), layout.logs().display());
+    let vm_note = if vms.count > 0 { format!(" and {} VM nodes", vms.count) } else { String::new() };
+    println!("minik: booting {} nodes{vm_note} in {} (logs: {})", cfg.nodes, cfg.state_dir.display(), layout.logs().display());
     let t0 = Instant::now();
     let mut follower = Follower::new(&layout.progress());
     let mut warned = false;
