@@ -115,8 +115,8 @@ async fn main() -> anyhow::Result<()> {
         (Some(service), Some(service_ip), Some(address)) => {
             let r = Registration { service, service_ip, address, port: bound.port() };
             ensure_registered(&client, &r).await?;
-            tokio::spawn(keep_registered(client.clone(), r.clone()));
-            Some(r)
+            let refresher = tokio::spawn(keep_registered(client.clone(), r.clone()));
+            Some((r, refresher))
         }
         _ => None,
     };
@@ -128,7 +128,8 @@ async fn main() -> anyhow::Result<()> {
         res = dns.block_until_done() => res.context("the DNS server stopped")?,
     }
     tracing::info!("stopping");
-    if let Some(r) = registration {
+    if let Some((r, refresher)) = registration {
+        refresher.abort();
         match tokio::time::timeout(Duration::from_secs(3), register::deregister(&client, &r)).await {
             Ok(Ok(())) => tracing::info!(service = %r.service, "deregistered"),
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot deregister"),

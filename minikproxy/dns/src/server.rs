@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -22,10 +22,13 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::forward::Forwarder;
-use crate::zone::{Lookup, Zone};
+use crate::zone::{Answer, Lookup, Zone};
 
 /// How long a TCP client may stay idle between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// How many CNAMEs in a row are followed (ExternalName to ExternalName to …).
+const MAX_CNAME_CHAIN: usize = 8;
 
 /// The largest UDP reply sent to an EDNS client (the DNS flag day 2020 value).
 const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -60,9 +63,61 @@ impl Handler {
         Handler { zone, forwarder }
     }
 
-    fn lookup(&self, query: &hickory_proto::op::LowerQuery) -> Lookup {
+    fn lookup(&self, name: &Name, qtype: RecordType) -> Lookup {
         let zone = self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        zone.lookup(query.original().name(), query.query_type())
+        zone.lookup(name, qtype)
+    }
+
+    /// Follows a CNAME answer (an ExternalName Service) to its target's records, in the
+    /// zone or upstream, as CoreDNS does: a stub resolver does not chase CNAMEs itself.
+    async fn chase(&self, answer: &mut Answer, qtype: RecordType, id: u16) {
+        if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+            return;
+        }
+        for _ in 0..MAX_CNAME_CHAIN {
+            let Some(RData::CNAME(target)) = answer.answers.last().map(|r| &r.data) else {
+                return;
+            };
+            let target = target.0.clone();
+            match self.lookup(&target, qtype) {
+                Lookup::Answer(next) => {
+                    if next.answers.is_empty() {
+                        return;
+                    }
+                    answer.answers.extend(next.answers);
+                    answer.additionals.extend(next.additionals);
+                }
+                Lookup::Elsewhere => {
+                    if let Some(records) = self.resolve_upstream(&target, qtype, id).await {
+                        answer.answers.extend(records);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The answer records for `name`/`qtype` from the upstreams (`None` when there are
+    /// none, or they fail).
+    async fn resolve_upstream(&self, name: &Name, qtype: RecordType, id: u16) -> Option<Vec<Record>> {
+        if !self.forwarder.is_configured() {
+            return None;
+        }
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+        msg.metadata.recursion_desired = true;
+        msg.add_query(Query::query(name.clone(), qtype));
+        let bytes = msg.to_vec().ok()?;
+        let mut reply = self.forwarder.forward(&bytes, false).await.ok()?;
+        if Message::from_vec(&reply).ok()?.metadata.truncation {
+            reply = self.forwarder.forward(&bytes, true).await.ok()?;
+        }
+        match Message::from_vec(&reply) {
+            Ok(m) => Some(m.answers),
+            Err(e) => {
+                tracing::debug!(%name, error = %e, "unreadable upstream reply");
+                None
+            }
+        }
     }
 }
 
@@ -102,8 +157,9 @@ impl RequestHandler for Handler {
             return send(&mut response, builder.error_msg(&request.metadata, ResponseCode::Refused), request).await;
         }
 
-        match self.lookup(info.query) {
-            Lookup::Answer(answer) => {
+        match self.lookup(info.query.original().name(), info.query.query_type()) {
+            Lookup::Answer(mut answer) => {
+                self.chase(&mut answer, info.query.query_type(), request.metadata.id).await;
                 let mut meta = Metadata::response_from_request(&request.metadata);
                 meta.authoritative = true;
                 meta.recursion_available = self.forwarder.is_configured();

@@ -49,6 +49,11 @@ apiVersion: v1
 kind: Service
 metadata: {name: ext, namespace: service-lab}
 spec: {type: ExternalName, externalName: outside.example.org}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias, namespace: service-lab}
+spec: {type: ExternalName, externalName: api-service.service-lab.svc.cluster.local}
 "#;
 
 const API: &str = "api-service.service-lab.svc.cluster.local";
@@ -145,6 +150,13 @@ fn answers_cluster_names_over_udp_and_tcp_and_forwards_the_rest() {
     // ExternalName: a CNAME; pods: their dashed IP.
     let cname = c.dig(53, &["ext.service-lab.svc.cluster.local", "A"]);
     assert_eq!(cname.data("CNAME"), ["outside.example.org."], "{}", cname.raw);
+    // … followed upstream to the target's address, as a stub resolver needs it.
+    assert_eq!(cname.data("A"), ["192.0.2.7"], "{}", cname.raw);
+    assert_eq!(cname.answers.first().map(String::as_str), Some("CNAME outside.example.org."));
+    // An ExternalName to another Service's name: followed in the zone.
+    let alias = c.dig(53, &["alias.service-lab.svc.cluster.local", "A"]);
+    assert_eq!(alias.data("CNAME"), [format!("{API}.")], "{}", alias.raw);
+    assert_eq!(alias.data("A"), std::slice::from_ref(&ip), "{}", alias.raw);
     let pod = c.dig(53, &["10-244-1-9.service-lab.pod.cluster.local", "A"]);
     assert_eq!(pod.data("A"), ["10.244.1.9"], "{}", pod.raw);
 
