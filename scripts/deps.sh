@@ -14,6 +14,7 @@ packages=(
   skopeo              # makes oci-archives in the image store tests
   crun                # reference OCI runtimes for the runtime benchmark
   runc
+  iperf3              # ClusterIP vs pod-IP throughput in bench-services
   conntrack           # minikproxy: flushes UDP conntrack entries of removed endpoints
   etcd-server protobuf-compiler libprotobuf-dev  # miniapi --store etcd (tests start etcd); protoc + well-known .protos build etcd-client
   bind9-dnsutils dnsmasq-base  # minik-dns: dig in its tests; dnsmasq as the tests' upstream and the DNS benchmark's reference
