@@ -78,7 +78,8 @@ fn hierarchies(cgroup: &str, mountinfo: &str) -> Vec<Hierarchy> {
         };
         let Some(m) = mount else { continue };
         let rel = if m.root == "/" { path } else { path.strip_prefix(m.root).unwrap_or(path) };
-        let own = Path::new(m.point).join(rel.trim_start_matches('/'));
+        let rel = rel.trim_start_matches('/');
+        let own = if rel.is_empty() { PathBuf::from(m.point) } else { Path::new(m.point).join(rel) };
         if !out.iter().any(|h: &Hierarchy| h.own == own) {
             out.push(Hierarchy { own, cpuset: ctrls.split(',').any(|c| c == "cpuset") });
         }

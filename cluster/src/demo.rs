@@ -17,6 +17,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("api-service.yaml", include_str!("../demo/api-service.yaml")),
 ];
 
+/// `FILES[..API_FILES_FROM]` is the namespace and the db; the rest is the API.
+pub const API_FILES_FROM: usize = 3;
+
 /// The demo's namespace.
 pub const NAMESPACE: &str = "service-lab";
 

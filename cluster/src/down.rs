@@ -77,7 +77,7 @@ pub fn cleanup(layout: &Layout) -> anyhow::Result<()> {
         }
     }
     if let Ok(cfg) = ClusterConfig::load(&layout.root) {
-        kill_strays(&layout, &cfg.bin_dir);
+        kill_strays(layout, &cfg.bin_dir);
     }
     if left > 0 {
         tracing::warn!(left, "processes still in the cluster's cgroup after SIGKILL");

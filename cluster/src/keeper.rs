@@ -297,28 +297,38 @@ fn boot(
         progress.step(&format!("demo: {} (db, API x3, replicaset-svc, api-service on :30002)", demo::NAMESPACE));
         let dir = layout.demo_dir();
         demo::write(&dir)?;
-        for (file, _) in demo::FILES {
+        // The course's order: the db and its Service first; the API once the db answers
+        // (demo-api, like go-demo-2, exits when its db is not there yet).
+        let (first, then) = demo::FILES.split_at(demo::API_FILES_FROM);
+        for (file, _) in first {
             kubectl.ok(&["apply", "-f", &dir.join(file).display().to_string()])?;
         }
-        let res = kubectl.wait(Duration::from_secs(120), &stopping, |k| {
-            let rs = k.json(&["get", "rs", "-n", demo::NAMESPACE]).map_err(|e| e.to_string())?;
-            let items = rs["items"].as_array().cloned().unwrap_or_default();
-            for (name, want) in demo::REPLICASETS {
-                let got = items
-                    .iter()
-                    .find(|r| r["metadata"]["name"] == *name)
-                    .and_then(|r| r["status"]["readyReplicas"].as_i64())
-                    .unwrap_or(0);
-                if got < *want {
-                    return Err(format!("{name}: {got}/{want} ready"));
-                }
-            }
-            Ok(())
-        });
+        let _ = kubectl.wait(Duration::from_secs(60), &stopping, |k| rs_ready(k, &demo::REPLICASETS[..1]));
+        for (file, _) in then {
+            kubectl.ok(&["apply", "-f", &dir.join(file).display().to_string()])?;
+        }
+        let res = kubectl.wait(Duration::from_secs(120), &stopping, |k| rs_ready(k, demo::REPLICASETS));
         match res {
             Ok(()) => progress.ok(""),
             Err(e) if !broken.is_empty() => progress.warn(&format!("{e:#} (minikproxy is not working, so the API cannot reach the db)")),
             Err(e) => progress.warn(&format!("{e:#}; see `kubectl -n {} get pods -o wide`", demo::NAMESPACE)),
+        }
+    }
+    Ok(())
+}
+
+/// Whether each of `sets` (name, replicas) in the demo's namespace has its replicas ready.
+fn rs_ready(k: &Kubectl, sets: &[(&str, i64)]) -> Result<(), String> {
+    let rs = k.json(&["get", "rs", "-n", demo::NAMESPACE]).map_err(|e| e.to_string())?;
+    let items = rs["items"].as_array().cloned().unwrap_or_default();
+    for (name, want) in sets {
+        let got = items
+            .iter()
+            .find(|r| r["metadata"]["name"] == *name)
+            .and_then(|r| r["status"]["readyReplicas"].as_i64())
+            .unwrap_or(0);
+        if got < *want {
+            return Err(format!("{name}: {got}/{want} ready"));
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ pub fn running_keeper(layout: &Layout) -> Option<u32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     let root = layout.root.display().to_string();
-    (args.iter().any(|a| a == "sandbox") && args.iter().any(|a| *a == root)).then_some(pid)
+    (args.iter().any(|a| a == "sandbox") && args.contains(&root)).then_some(pid)
 }
 
 /// Whether `pid`'s command line mentions `needle` (a state dir path).

@@ -22,7 +22,7 @@ pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
     println!("  API: https://127.0.0.1:{} (KUBECONFIG={})", cfg.api_port, layout.host_kubeconfig().display());
     println!("  underlay {}, nodes {}..{}, ext {}", cfg.underlay, cfg.node_ip(1), cfg.node_ip(cfg.nodes), cfg.ext_ip());
     println!();
-    println!("{:<20} {:<7} {:<8} {}", "PROCESS", "NODE", "PID", "STATE");
+    println!("{:<20} {:<7} {:<8} STATE", "PROCESS", "NODE", "PID");
     for p in load_status(&layout.processes()) {
         let state = if p.state == "running" && !alive(p.pid) { "gone".to_string() } else { p.state.clone() };
         println!("{:<20} {:<7} {:<8} {}", p.name, p.node, p.pid, state);
@@ -31,7 +31,7 @@ pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match rt.block_on(nodes(&layout.host_kubeconfig())) {
         Ok(lines) => {
-            println!("{:<8} {:<9} {:<16} {}", "NODE", "STATUS", "INTERNAL-IP", "POD-CIDR");
+            println!("{:<8} {:<9} {:<16} POD-CIDR", "NODE", "STATUS", "INTERNAL-IP");
             for l in lines {
                 println!("{l}");
             }

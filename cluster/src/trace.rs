@@ -43,11 +43,14 @@ fn meta_entries(meta: &ObjectMeta, what: &str, out: &mut Vec<Entry>) {
     if let Some(t) = &meta.creation_timestamp {
         out.push(Entry { at_ms: t.0.as_millisecond(), at: t.0.to_string(), what: format!("{what} created") });
     }
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_millisecond());
     for mf in meta.managed_fields.iter().flatten() {
         if let (Some(t), Some(op)) = (&mf.time, &mf.operation) {
-            if op == "Update" || op == "Apply" {
-                let by = mf.manager.clone().unwrap_or_else(|| "?".into());
-                out.push(Entry { at_ms: t.0.as_millisecond(), at: t.0.to_string(), what: format!("{what} written by {by}") });
+            let by = mf.manager.clone().filter(|m| !m.is_empty() && m != "unknown");
+            // A write at creation time by an unnamed manager says nothing new.
+            if (op == "Update" || op == "Apply") && (by.is_some() || Some(t.0.as_millisecond()) != created) {
+                let by = by.map(|b| format!(" by {b}")).unwrap_or_default();
+                out.push(Entry { at_ms: t.0.as_millisecond(), at: t.0.to_string(), what: format!("{what} updated{by}") });
             }
         }
     }
@@ -122,14 +125,17 @@ async fn gather(client: kube::Client, ns: &str, name: &str, nodes: &[String]) ->
         .iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(name) && e.involved_object.kind.as_deref() == Some("Service"))
         .collect();
-    let mut programmed = Vec::new();
+    let mut programmed: Vec<String> = Vec::new();
     let mut dns = false;
+    let mut mine = mine;
+    mine.sort_by_key(|e| event_time(e).map(|(ms, _)| ms).unwrap_or(0));
     for e in &mine {
         let Some((ms, at)) = event_time(e) else { continue };
         match e.reason.as_deref() {
             Some("RulesProgrammed") => {
                 let node = event_node(e);
-                out.push(Entry { at_ms: ms, at, what: format!("4-5. {node}: rules programmed by minikproxy") });
+                let verb = if programmed.contains(&node) { "rules updated" } else { "rules programmed" };
+                out.push(Entry { at_ms: ms, at, what: format!("4-5. {node}: {verb} by minikproxy") });
                 programmed.push(node);
             }
             Some("DNSRecordAdded") => {
