@@ -94,6 +94,15 @@ pub struct Existing {
 }
 
 impl Existing {
+    /// Whether the table holds chains `desired` does not want (besides the base chains):
+    /// then sets of gone Services may be there too.
+    pub fn has_strangers(&self, desired: &BTreeMap<ServiceKey, ServiceRules>) -> bool {
+        let base: BTreeSet<&str> = table::base_chain_names().into_iter().collect();
+        self.chains.iter().any(|c| !base.contains(c.as_str()) && !desired.values().any(|r| r.chains.contains_key(c)))
+    }
+}
+
+impl Existing {
     /// Reads the answer of `nft -j list table ip NAME` (its objects, without metainfo).
     pub fn from_listing(objects: &[Value]) -> Self {
         let mut out = Existing::default();

@@ -84,7 +84,12 @@ impl Proxier {
     /// Rewrites the whole table in place to hold `desired`.
     pub fn full_sync(&mut self, desired: BTreeMap<ServiceKey, ServiceRules>) -> Result<(), NftError> {
         let start = Instant::now();
-        let existing = nftables::existing(&self.cfg.table)?;
+        // Chain names are cheap to read; sets only matter when Services went away while
+        // minikproxy was not looking, or when affinity is in use.
+        let mut existing = nftables::existing_chains(&self.cfg.table)?;
+        if existing.table && (existing.has_strangers(&desired) || desired.values().any(|r| !r.sets.is_empty())) {
+            existing = nftables::existing(&self.cfg.table)?;
+        }
         let cmds = batch::full_sync(&self.cfg.table, &existing, &desired);
         let n = cmds.len();
         if let Err(e) = nftables::apply(cmds) {

@@ -98,6 +98,8 @@ fn full_sync_then_one_service_change_touches_only_that_service() {
     ns.exec("nft", &["add", "chain", "ip", TABLE, "service-STALE-x"]);
     let table_handle = |l: &[Value]| l.iter().find_map(|o| o.get("table").map(|t| t["handle"].clone()));
     let handle_before = table_handle(&listing(&ns));
+    let cheap = ns.run(|| nftables::existing_chains(TABLE)).expect("chains");
+    assert!(cheap.table && cheap.chains.contains("service-STALE-x") && cheap.has_strangers(&desired));
     let existing = ns.run(|| nftables::existing(TABLE)).expect("existing");
     assert!(existing.chains.contains("service-STALE-x"));
     apply(&ns, batch::full_sync(TABLE, &existing, &desired));

@@ -105,6 +105,11 @@ impl Cluster {
 
     /// Starts minikproxy and waits until /healthz says it synced.
     pub fn start_proxy(&self) {
+        self.start_proxy_with(&[]);
+    }
+
+    /// The same, with extra flags.
+    pub fn start_proxy_with(&self, extra: &[&str]) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.proxy_log).expect("log");
         let child = self
             .node
@@ -115,6 +120,7 @@ impl Cluster {
                     .args(["--node-name", NODE, "--cluster-cidr", "10.244.0.0/16", "--lb-interface", "eth0"])
                     .args(["--healthz-bind-address", &format!("127.0.0.1:{}", self.health_port)])
                     .args(["--metrics-bind-address", &format!("127.0.0.1:{}", self.health_port + 1)])
+                    .args(extra)
                     .env("RUST_LOG", "info,minikproxy=debug")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -214,6 +220,12 @@ impl Drop for Cluster {
             let _ = Plugin::cni_bridge().run(&self.node, "DEL", &self.cni_conf, id, path, "eth0");
         }
     }
+}
+
+/// The `RulesProgrammed` Events about a Service.
+pub fn programmed_events(c: &Cluster, svc: &str) -> Vec<Value> {
+    let ev: Value = serde_json::from_str(&c.api.ok(&["get", "events", "-o", "json"])).expect("events");
+    ev["items"].as_array().into_iter().flatten().filter(|e| e["reason"] == "RulesProgrammed" && e["involvedObject"]["name"] == svc).cloned().collect()
 }
 
 /// Starts servers in `ns` that answer `NAME CLIENT-IP`: TCP on :8080, UDP on :5353.
