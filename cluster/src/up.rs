@@ -73,12 +73,13 @@ pub fn up(cfg: ClusterConfig, vm_args: &VmArgs) -> anyhow::Result<u8> {
         println!("removing what a cluster that is no longer running left in {} ...", cfg.state_dir.display());
         down::cleanup(&layout)?;
     }
-    std::fs::create_dir_all(layout.logs()).with_context(|| format!("cannot create {}", layout.logs().display()))?;
-    cfg.save()?;
-    vms.save(&layout)?;
+    // The port first: a refused `up` leaves no state behind.
     let listener = std::net::TcpListener::bind(("127.0.0.1", cfg.api_port)).with_context(|| {
         format!("cannot listen on 127.0.0.1:{} for the API; pick a free port with --api-port", cfg.api_port)
     })?;
+    std::fs::create_dir_all(layout.logs()).with_context(|| format!("cannot create {}", layout.logs().display()))?;
+    cfg.save()?;
+    vms.save(&layout)?;
     let mut child = spawn_keeper(&cfg, &listener)?;
     drop(listener);
     std::fs::write(layout.keeper_pid(), child.id().to_string()).context("cannot write keeper.pid")?;

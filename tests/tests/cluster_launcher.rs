@@ -119,6 +119,10 @@ fn bad_flags_are_refused_with_what_to_change() {
     assert!(!ok && msg.contains("overlaps"), "{msg}");
     let (ok, msg) = run(&["up", "--images", "/nonexistent"]);
     assert!(!ok && msg.contains("images/build.sh"), "{msg}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (ok, msg) = run(&["up", "--api-port", &port]);
+    assert!(!ok && msg.contains("--api-port"), "{msg}");
     let (ok, msg) = run(&["shell"]);
     assert!(!ok && msg.contains("minik up"), "{msg}");
     let (ok, msg) = run(&["down"]);
