@@ -157,6 +157,9 @@ fn boot(
     ));
     check_stop()?;
 
+    // Node files and image imports need no API server: they run while it starts.
+    let preparing = nodes::start_preparing(cfg);
+
     progress.step("API server (miniapi) on node1");
     let node1 = network::open("node1")?;
     let mut api = bin(cfg, "miniapi");
@@ -211,7 +214,7 @@ fn boot(
     dns.args(["--listen", &dns_listen, "--service", "kube-system/kube-dns", "--service-ip", &cfg.dns_ip().to_string()]);
     dns.args(["--advertise-address", &cfg.node_ip(1).to_string()]);
     let dns_pid = sup.spawn("minik-dns", "node1", &node1, "control", dns)?;
-    let early = sup.early_all(&[cm_pid, sched_pid, dns_pid], Duration::from_millis(1000));
+    let early = sup.early_all(&[cm_pid, sched_pid, dns_pid], Duration::from_millis(500));
     for (name, e) in ["controller manager", "scheduler"].iter().zip(&early) {
         if let Early::Ended(state, log) = e {
             bail!("{}", ended(name, state, log));
@@ -224,7 +227,8 @@ fn boot(
     check_stop()?;
 
     progress.step(&format!("nodes: images and minilet on {}", node_names.join(", ")));
-    nodes::prepare_all(cfg, &stopping)?;
+    preparing.join().map_err(|_| anyhow::anyhow!("node preparation panicked"))??;
+    nodes::write_all_credentials(cfg)?;
     let mut minilets = Vec::new();
     for name in &node_names {
         let ns = network::open(name)?;
@@ -233,7 +237,7 @@ fn boot(
         minilets.push((name.clone(), sup.spawn("minilet", name, &ns, name, m)?));
     }
     let pids: Vec<u32> = minilets.iter().map(|(_, p)| *p).collect();
-    for ((name, _), e) in minilets.iter().zip(sup.early_all(&pids, Duration::from_millis(700))) {
+    for ((name, _), e) in minilets.iter().zip(sup.early_all(&pids, Duration::from_millis(500))) {
         if let Early::Ended(state, log) = e {
             bail!("{}", ended(&format!("minilet on {name}"), &state, &log));
         }
@@ -252,7 +256,7 @@ fn boot(
     }
     let mut broken = Vec::new();
     let pids: Vec<u32> = proxies.iter().map(|(_, p)| *p).collect();
-    for ((name, _), e) in proxies.iter().zip(sup.early_all(&pids, Duration::from_millis(700))) {
+    for ((name, _), e) in proxies.iter().zip(sup.early_all(&pids, Duration::from_millis(500))) {
         if let Early::Ended(state, log) = e {
             broken.push(format!("{name}: {}", ended("minikproxy", &state, &log)));
         }

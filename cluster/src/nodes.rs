@@ -98,7 +98,6 @@ fn prepare(cfg: &ClusterConfig, i: u8, node: &str) -> anyhow::Result<()> {
     for sub in ["root", "net.d", "cni-cache"] {
         std::fs::create_dir_all(d.join(sub)).with_context(|| format!("cannot create {}", d.join(sub).display()))?;
     }
-    write_credentials(cfg, node)?;
     let conf = config_path(&layout, node);
     std::fs::write(&conf, minilet_config(cfg, i, node)).with_context(|| format!("cannot write {}", conf.display()))?;
     let ns = network::open(node)?;
@@ -113,8 +112,10 @@ fn prepare(cfg: &ClusterConfig, i: u8, node: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prepares every node, in parallel (the image imports are the slow part).
-pub fn prepare_all(cfg: &ClusterConfig, stop: &dyn Fn() -> bool) -> anyhow::Result<()> {
+/// Prepares every node's files and images, in parallel. It needs no API server, so the
+/// keeper runs it in the background while the control plane starts
+/// ([`start_preparing`]); the credentials come after ([`write_all_credentials`]).
+pub fn prepare_all(cfg: &ClusterConfig) -> anyhow::Result<()> {
     check_images(&cfg.images)?;
     let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = cfg
@@ -125,11 +126,19 @@ pub fn prepare_all(cfg: &ClusterConfig, stop: &dyn Fn() -> bool) -> anyhow::Resu
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("node preparation panicked")))).collect()
     });
-    for r in results {
-        r?;
-    }
-    if stop() {
-        bail!("interrupted");
+    results.into_iter().collect()
+}
+
+/// Runs [`prepare_all`] on a thread of its own.
+pub fn start_preparing(cfg: &ClusterConfig) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    let cfg = cfg.clone();
+    std::thread::spawn(move || prepare_all(&cfg))
+}
+
+/// Writes every node's credentials (the API server must be up).
+pub fn write_all_credentials(cfg: &ClusterConfig) -> anyhow::Result<()> {
+    for node in cfg.node_names() {
+        write_credentials(cfg, &node)?;
     }
     Ok(())
 }
