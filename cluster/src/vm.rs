@@ -34,7 +34,7 @@ pub const FAILED_LINE: &str = "minik-init: FAILED";
 /// The console line of the KVM probe boot.
 const PROBE_LINE: &str = "minik-init: probe ok";
 /// How long a KVM probe boot may take.
-const PROBE_LIMIT: Duration = Duration::from_secs(20);
+const PROBE_LIMIT: Duration = Duration::from_secs(12);
 /// How long a VM may take from start to its services running (TCG on a busy machine).
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
 

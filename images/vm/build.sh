@@ -222,6 +222,8 @@ for p in "${MOD_ORDER[@]}"; do
 done
 printf '%s\n' "${MOD_ORDER[@]}" >"$R/etc/minik/modules"
 install -m 0755 "$ROOT/images/vm/init" "$R/init"
+# The console for /init's first output, before it mounts devtmpfs.
+mknod -m 0600 "$R/dev/console" c 5 1
 printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$R/etc/passwd"
 printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$R/etc/group"
 printf '%s\n' 'hosts: files dns' 'passwd: files' 'group: files' >"$R/etc/nsswitch.conf"
