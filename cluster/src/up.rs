@@ -177,6 +177,8 @@ fn summary(cfg: &ClusterConfig, took: Duration, warned: bool) {
     println!("  minik{dir_flag} shell            # a shell on ext, a host on the underlay that is not a node");
     println!("      wget -qO- {}:30002/demo/hello", cfg.node_ip(1));
     println!("  minik{dir_flag} shell node2      # a shell on a node (nft list ruleset, ip route)");
-    println!("  minik{dir_flag} trace svc/api-service -n {}", demo::NAMESPACE);
+    if cfg.demo {
+        println!("  minik{dir_flag} trace svc/api-service -n {}", demo::NAMESPACE);
+    }
     println!("  minik{dir_flag} down");
 }
