@@ -199,9 +199,7 @@ fn boot(
     if let Some(t) = &cfg.pod_eviction_timeout {
         cm.args(["--pod-eviction-timeout", t]);
     }
-    if Kubectl::has_flag(&cfg.bin_dir.join("minik-controller-manager"), "--load-balancer-pool") {
-        cm.args(["--load-balancer-pool", &cfg.lb_pool().to_string()]);
-    }
+    cm.args(["--load-balancer-pool", &cfg.lb_pool().to_string()]);
     let cm_pid = sup.spawn("controller-manager", "node1", &node1, "control", cm)?;
     let mut sched = bin(cfg, "minik-scheduler");
     sched.arg("--kubeconfig").arg(&kc);

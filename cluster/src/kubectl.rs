@@ -33,15 +33,6 @@ impl Kubectl {
         wait_output(child, Duration::from_secs(30))
     }
 
-    /// Whether `bin --help` mentions `flag` (for flags other parts are adding).
-    pub fn has_flag(bin: &std::path::Path, flag: &str) -> bool {
-        Command::new(bin)
-            .arg("--help")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
-            .unwrap_or(false)
-    }
-
     /// Runs kubectl, failing with its stderr; returns stdout.
     pub fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.run(args)?;

@@ -2,8 +2,8 @@
 //! from `cluster/demo/`), driven by the real kubectl through the API on the loopback,
 //! step by step in one test (booting is the slow part): the demo spread over the nodes;
 //! a busybox pod reaching the API by its DNS name and the db by its ClusterIP; NodePort
-//! 30002 on every node from `ext`; `kubectl expose`, `describe svc`, `get ep -o yaml`
-//! and `port-forward`; pod to pod across nodes without NAT, also through a Service;
+//! 30002 on every node and a LoadBalancer IP from `ext`; `kubectl expose`, `describe svc`,
+//! `get ep -o yaml` and `port-forward`; pod to pod across nodes without NAT, also through a Service;
 //! scaling 3 → 1; a Service without endpoints refusing; `delete svc` removing the rules
 //! on every node and the DNS name; `minik trace`; and a node killed, its pods recreated
 //! elsewhere while the Service keeps answering.
@@ -174,6 +174,25 @@ fn the_course_lab_on_three_nodes() {
         let (ok, out) = from_ext(&c, &format!("http://{ip}:30002/demo/hello"));
         assert!(ok && out == "hello, world!", "NodePort 30002 on {ip} from ext: {out}");
     }
+
+    // A LoadBalancer Service gets an address from the launcher's pool on the underlay,
+    // which answers from ext.
+    c.ok(&["-n", NS, "expose", "rs", "api-rs", "--name=api-lb", "--type=LoadBalancer", "--port=80", "--target-port=8080"]);
+    let lb_ip = c.wait("api-lb's LoadBalancer IP", 30 * SEC, || {
+        let ip = svc_field(&c, NS, "api-lb", ".status.loadBalancer.ingress[0].ip");
+        if ip.is_empty() {
+            Err("pending".to_string())
+        } else {
+            Ok(ip)
+        }
+    });
+    let last: u8 = lb_ip.rsplit('.').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+    assert!(lb_ip.starts_with("192.168.50.") && (200..=207).contains(&last), "{lb_ip} is not in 192.168.50.200/29");
+    let hello = c.wait("the LoadBalancer IP from ext", 30 * SEC, || match from_ext(&c, &format!("http://{lb_ip}/demo/hello")) {
+        (true, out) => Ok(out),
+        (false, out) => Err(out),
+    });
+    assert_eq!(hello, "hello, world!");
 
     // kubectl expose rs … --type=NodePort, describe, get ep -o yaml, port-forward.
     c.ok(&["-n", NS, "expose", "rs", "db-pod-rs", "--name=db-svc", "--target-port=28017", "--type=NodePort"]);
