@@ -108,7 +108,9 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
         }
     };
     tracing::info!("stopping the cluster");
-    sup.stop_all(Duration::from_secs(5));
+    // Everything is removed afterwards, so a short grace: whatever has not exited by then
+    // (minilet and miniapi with open watches often have not) gets SIGKILL.
+    sup.stop_all(Duration::from_secs(2));
     let left = cgroups.kill_all(None, Duration::from_secs(5));
     if left > 0 {
         tracing::warn!(left, "processes still in the cluster's cgroup");

@@ -339,6 +339,11 @@ fn the_course_lab_on_three_nodes() {
             Ok(())
         }
     });
+    let status = text(&c.minik(&["status"]));
+    assert!(
+        status.lines().any(|l| l.contains("minilet") && l.contains(victim) && !l.contains("running")),
+        "minik status does not show {victim}'s minilet as ended:\n{status}"
+    );
     c.wait("API pods recreated on the other nodes", 120 * SEC, || {
         let ready = ready_pods(&c, NS, "app=api", 3)?;
         if ready.iter().any(|p| p.node == victim) {
