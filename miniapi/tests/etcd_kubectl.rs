@@ -1,7 +1,8 @@
 //! miniapi on etcd, driven by the real kubectl: create/get/list, AlreadyExists and 409
 //! Conflict, a live watch and a watch resumed from a resourceVersion, allocations, a
 //! restart of miniapi on the same etcd (objects and watch resume survive), `410 Gone`
-//! once etcd has compacted, and a clear error for `--store etcd` without endpoints.
+//! once etcd has compacted, a `kill -9` of miniapi during writes losing no acknowledged
+//! object, and a clear error for `--store etcd` without endpoints.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -166,11 +167,7 @@ fn kubectl_against_miniapi_on_etcd() {
     // Compact etcd up to now: the old resourceVersion is gone, and the watch says so
     // the way kube-apiserver does (an ERROR event with a 410 Expired Status).
     let cur = rv(&api, &["configmap", "c2"]);
-    let body = etcd.gateway(
-        "/v3/kv/compaction",
-        &format!("{{\"revision\": \"{cur}\", \"physical\": true}}"),
-    );
-    assert!(body.contains("header"), "compaction: {body}");
+    etcd.compact(&cur.to_string());
     let events = api.ok(&["get", "--raw", &resume]);
     assert!(
         events.contains("\"type\":\"ERROR\"")
@@ -192,4 +189,104 @@ fn etcd_store_without_endpoints_is_a_clear_error() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("--store etcd needs --etcd-endpoints"), "{err}");
+}
+
+#[test]
+fn kill9_during_writes_loses_no_acknowledged_object_on_etcd() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let etcd = Etcd::start(&dir.path().join("etcd"));
+    let data = dir.path().join("api");
+    let mut api = start(&data, &etcd, None);
+    let port = api.port;
+    let kubeconfig = api.kubeconfig.clone();
+    let cache = api.cache.clone();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let killed = Arc::new(AtomicBool::new(false));
+    // A writer creates ConfigMaps one after another, recording each one kubectl reports
+    // created, until a create fails after the kill.
+    let writer = {
+        let (acknowledged, killed) = (acknowledged.clone(), killed.clone());
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let name = format!("cm-{i}");
+                let out = Command::new(common::kubectl_bin())
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["create", "configmap", &name, "--from-literal=i=x"])
+                    .arg("--request-timeout=3s")
+                    .env("KUBECACHEDIR", &cache)
+                    .env_remove("KUBECONFIG")
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("run kubectl");
+                if out.status.success()
+                    && stdout(&out).contains(&format!("configmap/{name} created"))
+                {
+                    acknowledged.lock().expect("lock").push(name);
+                } else if killed.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+        })
+    };
+    // Once a few creates went through, SIGKILL miniapi (by the PID this test started)
+    // while the writer keeps writing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().expect("lock").len() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    api.kill9();
+    killed.store(true, Ordering::SeqCst);
+    writer.join().expect("writer");
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= 5,
+        "too few creates before the kill: {acknowledged:?}"
+    );
+    drop(api);
+
+    let api = start(&data, &etcd, Some(port));
+    let listed = api.ok(&["get", "configmaps", "-o", "name"]);
+    for name in &acknowledged {
+        assert!(
+            listed.contains(&format!("configmap/{name}\n")),
+            "lost {name} after kill -9:\n{listed}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_etcd_is_a_clear_error() {
+    minik_tests::require_sandbox();
+    let dir = tempfile::tempdir().expect("tmp");
+    // A loopback port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let ep = format!("http://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_miniapi"))
+        .args([
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &ep,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run miniapi");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot reach etcd at {ep}")) && !err.contains("panicked"),
+        "{err}"
+    );
 }

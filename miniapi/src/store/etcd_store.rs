@@ -248,15 +248,25 @@ impl EtcdStore {
             .build()
             .map_err(|e| StoreError::Backend(format!("starting the etcd client runtime: {e}")))?;
         let handle = runtime.handle().clone();
-        let eps = endpoints.to_vec();
-        let client = block_on(&handle, async move { connect_client(&eps).await })?;
         let codec = Codec {
             prefix: prefix.to_string(),
         };
-        let kv = client.kv_client();
-        let current = block_on(&handle, revision(kv, codec.clone()))?;
-        let hub = Arc::new(WatchHub::new(current, current, Vec::new()));
-        handle.spawn(feed_hub(client.clone(), codec, hub.clone(), current));
+        let eps = endpoints.to_vec();
+        let opened = block_on(&handle, async move {
+            let client = connect_client(&eps).await?;
+            let current = revision(client.kv_client(), codec.clone()).await?;
+            let hub = Arc::new(WatchHub::new(current, current, Vec::new()));
+            tokio::spawn(feed_hub(client.clone(), codec, hub.clone(), current));
+            Ok((client, hub, current))
+        });
+        let (client, hub, current) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                // Dropping a runtime blocks, which panics in an async context.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         tracing::info!(endpoints = ?endpoints, revision = current, "opened etcd store");
         Ok(EtcdStore {
             kv: client.kv_client(),

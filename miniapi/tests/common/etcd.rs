@@ -95,6 +95,21 @@ impl Etcd {
             .unwrap_or(out)
     }
 
+    /// Compact etcd's history up to `revision`, retried a few times: on a loaded machine
+    /// etcd may answer "request timed out" (and then have compacted all the same).
+    pub fn compact(&self, revision: &str) {
+        let body = format!("{{\"revision\": \"{revision}\"}}");
+        let mut answer = String::new();
+        for _ in 0..5 {
+            answer = self.gateway("/v3/kv/compaction", &body);
+            if answer.contains("header") || answer.contains("has been compacted") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("etcd did not compact to {revision}: {answer}");
+    }
+
     fn health(&self) -> Option<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
