@@ -18,6 +18,9 @@ packages=(
   conntrack           # minikproxy: flushes UDP conntrack entries of removed endpoints
   etcd-server protobuf-compiler libprotobuf-dev  # miniapi --store etcd (tests start etcd); protoc + well-known .protos build etcd-client
   bind9-dnsutils dnsmasq-base  # minik-dns: dig in its tests; dnsmasq as the tests' upstream and the DNS benchmark's reference
+  qemu-system-x86     # VM nodes (minik up --vms N) boot under qemu-system-x86_64
+  cpio                # images/vm/build.sh packs the node VM's initramfs
+  zstd                # images/vm/build.sh compresses the initramfs
 )
 
 missing=()

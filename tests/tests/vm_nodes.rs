@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use minik_tests::cluster::{free_port, text, Cluster};
 use minik_tests::miniapi::wait_output;
-use minik_tests::{bin, bin_dir, require_sandbox};
+use minik_tests::{bin_dir, require_sandbox};
 use serde_json::Value;
 
 /// build.sh works in target/images/vm; two runs at once would share its work files.
