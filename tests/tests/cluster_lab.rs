@@ -155,6 +155,16 @@ fn the_course_lab_on_three_nodes() {
     used.dedup();
     assert!(used.len() >= 2, "the demo's pods are all on one node: {wide}");
 
+    // The course's manifests, as shipped in cluster/demo/, are what runs: applying them
+    // again changes nothing.
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster/demo");
+    let applied = c.ok(&["apply", "-f", &demo.display().to_string()]);
+    for want in ["namespace/service-lab", "replicaset.apps/db-pod-rs", "service/replicaset-svc", "replicaset.apps/api-rs", "service/api-service"] {
+        assert!(applied.contains(want), "kubectl apply -f cluster/demo/ did not mention {want}:\n{applied}");
+    }
+    assert!(!applied.contains("created"), "the demo's manifests differ from what minik up deployed:\n{applied}");
+    c.wait("3 API pods Ready after the re-apply", 60 * SEC, || ready_pods(&c, NS, "app=api", 3));
+
     // From a busybox pod: the API by its DNS name, the db by its ClusterIP.
     c.ok(&["run", "bb", "--image=busybox", "--restart=Never", "--", "sleep", "3600"]);
     c.wait("busybox pod Running", 60 * SEC, || ready_pods(&c, "default", "run=bb", 1));
@@ -220,7 +230,7 @@ fn the_course_lab_on_three_nodes() {
     let mut pf = Command::new(kubectl_bin())
         .arg("--kubeconfig")
         .arg(c.kubeconfig())
-        .args(["-n", NS, "port-forward", "svc/db-svc", &format!("{local}:28017"), "--address", "127.0.0.1"])
+        .args(["-n", NS, "port-forward", "svc/db-svc", &format!("{local}:28017"), "--address", "0.0.0.0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
