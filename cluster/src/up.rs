@@ -80,6 +80,8 @@ pub fn up(cfg: ClusterConfig, vm_args: &VmArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(layout.logs()).with_context(|| format!("cannot create {}", layout.logs().display()))?;
     cfg.save()?;
     vms.save(&layout)?;
+    // Follow only this boot's progress.
+    let _ = std::fs::remove_file(layout.progress());
     let mut child = spawn_keeper(&cfg, &listener)?;
     drop(listener);
     std::fs::write(layout.keeper_pid(), child.id().to_string()).context("cannot write keeper.pid")?;
