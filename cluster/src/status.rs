@@ -6,7 +6,9 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 
+use crate::cgroups::ClusterCgroups;
 use crate::config::ClusterConfig;
+use crate::keeper::cgroups_file;
 use crate::procs::{alive, load_status};
 use crate::state::running_keeper;
 
@@ -16,6 +18,10 @@ pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
     let layout = cfg.layout();
     let Some(pid) = running_keeper(&layout) else {
         println!("cluster in {}: not running (start it with `minik up`)", state_dir.display());
+        let left = ClusterCgroups::load(&cgroups_file(&layout)).pids(None).len();
+        if left > 0 {
+            println!("  but {left} of its processes are still there (the keeper died?); `minik down` removes them");
+        }
         return Ok(1);
     };
     println!("cluster in {}: running (keeper pid {pid})", state_dir.display());

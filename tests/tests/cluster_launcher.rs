@@ -1,7 +1,8 @@
 //! The launcher itself, on a one-node cluster without the demo: `up` publishes the API on
 //! the loopback (the real kubectl works through it), `up` twice says the cluster already
 //! runs, `minik shell` reaches the nodes and `ext`, bad flags are refused with a clear
-//! error, and `down` leaves no netns, link, mount, cgroup, process or listening socket.
+//! error, `down` leaves no netns, link, mount, cgroup, process or listening socket, and a
+//! keeper that died leaves nothing that `down` or the next `up` cannot remove.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -130,4 +131,33 @@ fn bad_flags_are_refused_with_what_to_change() {
     let (ok, msg) = run(&["trace", "rs/x"]);
     assert!(!ok && msg.contains("svc/NAME"), "{msg}");
     assert!(!dir.path().join("cluster.json").exists(), "a refused up wrote state");
+}
+
+#[test]
+fn a_dead_keeper_leaves_nothing_that_down_or_the_next_up_cannot_remove() {
+    require_sandbox();
+    let c = Cluster::up(&["--nodes", "1", "--no-demo"]);
+    let dir = c.dir().display().to_string();
+    let keeper: i32 = std::fs::read_to_string(c.dir().join("keeper.pid")).expect("keeper.pid").trim().parse().expect("pid");
+    // SAFETY: kill(2) on the keeper this test started.
+    assert_eq!(unsafe { libc::kill(keeper, libc::SIGKILL) }, 0);
+    c.wait("the keeper gone", std::time::Duration::from_secs(10), || {
+        if std::path::Path::new(&format!("/proc/{keeper}")).exists() {
+            Err("still there".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let status = c.minik(&["status"]);
+    assert_eq!(status.status.code(), Some(1), "{}", text(&status));
+    assert!(text(&status).contains("still there"), "status does not mention the orphans: {}", text(&status));
+    assert!(!processes_mentioning(&dir).is_empty(), "the cluster's processes died with the keeper");
+
+    // The next up removes the remains and boots; down then leaves nothing.
+    let again = c.minik_for(&["up", "--nodes", "1", "--no-demo", "--api-port", &c.port.to_string()], std::time::Duration::from_secs(300));
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("removing what a cluster that is no longer running left"), "{}", text(&again));
+    assert!(c.kubectl(&["get", "nodes"]).status.success());
+    c.down();
+    assert!(processes_mentioning(&dir).is_empty(), "processes left: {:?}", processes_mentioning(&dir));
 }
