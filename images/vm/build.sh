@@ -74,18 +74,10 @@ mkdir -p "$WORK/debs" "$OUT"
 
 # --- the kernel package ---------------------------------------------------------------
 
-kernel_deb() {
-  local pkg
-  pkg="$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')"
-  if [ -z "$pkg" ]; then
-    # No package lists (apt-get update not run): use the one fetched before, if any.
-    local have
-    have="$(ls "$WORK"/debs/linux-image-*-amd64_*.deb 2>/dev/null | sort | tail -n1)"
-    [ -n "$have" ] || die "apt-cache knows no linux-image-amd64; run 'apt-get update' as root"
-    echo "$have"
-    return
-  fi
-  local deb
+# fetch_deb PKG: PKG's .deb in target/images/vm/debs, fetched with apt-get download when
+# it is not there yet.
+fetch_deb() {
+  local pkg="$1" deb
   deb="$(ls "$WORK"/debs/"${pkg}"_*.deb 2>/dev/null | sort | tail -n1)"
   if [ -z "$deb" ]; then
     echo "    fetching $pkg (apt-get download; not installed)" >&2
@@ -93,6 +85,46 @@ kernel_deb() {
     deb="$(ls "$WORK"/debs/"${pkg}"_*.deb | sort | tail -n1)"
   fi
   echo "$deb"
+}
+
+# depends_of PKG REGEX: PKG's dependencies whose names match REGEX.
+depends_of() {
+  apt-cache depends "$1" 2>/dev/null | awk -v re="$2" '$1 == "Depends:" && $2 ~ re { print $2 }'
+}
+
+# The kernel's packages, one .deb per line. Debian: the linux-image-<ver>-amd64 that
+# linux-image-amd64 depends on (modules included). Ubuntu (e.g. CI runners):
+# linux-image-<ver>-generic with linux-modules-<ver>-generic and linux-modules-extra.
+kernel_debs() {
+  local img pkgs=()
+  img="$(depends_of linux-image-amd64 '^linux-image-[0-9]' | head -n1)"
+  if [ -n "$img" ]; then
+    pkgs=("$img")
+  else
+    img="$(depends_of linux-image-generic '^linux-image-[0-9]' | head -n1)"
+    [ -z "$img" ] || pkgs=("$img" $(depends_of "$img" '^linux-modules-[0-9]') $(depends_of linux-image-generic '^linux-modules-extra-[0-9]'))
+  fi
+  if ((${#pkgs[@]} == 0)); then
+    # No package lists (apt-get update not run): use the one fetched before, if any.
+    local have
+    have="$(ls "$WORK"/debs/linux-image-*-amd64_*.deb 2>/dev/null | sort | tail -n1)"
+    [ -n "$have" ] || die "apt-cache knows neither linux-image-amd64 (Debian) nor linux-image-generic (Ubuntu); run 'apt-get update' as root"
+    echo "$have"
+    return
+  fi
+  local p
+  for p in "${pkgs[@]}"; do
+    fetch_deb "$p"
+  done
+}
+
+# A module file's content (Debian's are plain .ko; Ubuntu's may be .ko.zst or .ko.xz).
+modcat() {
+  case "$1" in
+    *.zst) zstd -q -d -c "$1" ;;
+    *.xz) xz -d -c "$1" ;;
+    *) cat "$1" ;;
+  esac
 }
 
 # --- libraries ----------------------------------------------------------------------------
@@ -138,7 +170,7 @@ add_module() {
     grep -q "/${name}.ko$" <(tr - _ <"$KDIR/modules.builtin") && return 0
     die "kernel $KVER has no module $name (neither a .ko nor built in)"
   fi
-  for dep in $(tr '\0' '\n' <"$KDIR/$path" | sed -n 's/^depends=//p' | head -n1 | tr , ' '); do
+  for dep in $(modcat "$KDIR/$path" | tr '\0' '\n' | sed -n 's/^depends=//p' | head -n1 | tr , ' '); do
     add_module "$dep"
   done
   MOD_ORDER+=("$path")
@@ -146,7 +178,8 @@ add_module() {
 
 # --- inputs and cache -----------------------------------------------------------------------
 
-DEB="$(kernel_deb)"
+DEBS_TEXT="$(kernel_debs)"
+mapfile -t DEBS <<<"$DEBS_TEXT"
 BUSYBOX="$(command -v busybox || true)"
 if [ -z "$BUSYBOX" ] || ! "$BUSYBOX" --list >/dev/null 2>&1 || ldd "$BUSYBOX" >/dev/null 2>&1; then
   [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 && BUSYBOX=/bin/busybox || die "no static busybox; install busybox-static (scripts/deps.sh)"
@@ -156,7 +189,7 @@ inputs_hash() {
   {
     echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH modules=${MODULES[*]} $(strip --version | head -n1) $(cpio --version | head -n1) $(zstd --version)"
     local f lib
-    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" "$DEB" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
+    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" "${DEBS[@]}" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
       echo "$(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
       while read -r lib; do
         [ -n "$lib" ] && echo "$lib $(sha256sum <"$(readlink -f "$lib")" | cut -d' ' -f1)"
@@ -165,7 +198,7 @@ inputs_hash() {
   } | sha256sum | cut -d' ' -f1
 }
 
-step "checking the inputs (kernel package $(basename "$DEB"), binaries in $BIN_DIR)"
+step "checking the inputs (kernel $(basename -a "${DEBS[@]}" | tr '\n' ' '), binaries in $BIN_DIR)"
 HASH="$(inputs_hash)"
 STAMP="$OUT/inputs.sha256"
 if ((force == 0)) && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] \
@@ -178,18 +211,23 @@ rm -f "$STAMP"
 
 # --- the kernel -----------------------------------------------------------------------------
 
-step "unpacking $(basename "$DEB")"
+step "unpacking $(basename -a "${DEBS[@]}" | tr '\n' ' ')"
 KROOT="$WORK/kernel"
 rm -rf "$KROOT"
-dpkg-deb -x "$DEB" "$KROOT"
-KVER="$(ls "$KROOT/lib/modules" | head -n1)"
-[ -n "$KVER" ] && [ -f "$KROOT/boot/vmlinuz-$KVER" ] || die "$(basename "$DEB") has no kernel"
-KDIR="$KROOT/lib/modules/$KVER"
+for deb in "${DEBS[@]}"; do
+  dpkg-deb -x "$deb" "$KROOT"
+done
+MODROOT="$KROOT/lib/modules"
+[ -d "$MODROOT" ] || MODROOT="$KROOT/usr/lib/modules"
+KVER="$(ls "$MODROOT" 2>/dev/null | head -n1)"
+[ -n "$KVER" ] && [ -f "$KROOT/boot/vmlinuz-$KVER" ] || die "$(basename -a "${DEBS[@]}") hold no kernel with modules"
+KDIR="$MODROOT/$KVER"
 info "kernel $KVER"
 while read -r p; do
-  n="$(basename "$p" .ko)"
+  n="$(basename "$p")"
+  n="${n%%.ko*}"
   MOD_PATH[${n//-/_}]="$p"
-done < <(cd "$KDIR" && find kernel -name '*.ko' | sort)
+done < <(cd "$KDIR" && find kernel -name '*.ko' -o -name '*.ko.zst' -o -name '*.ko.xz' | sort)
 for m in "${MODULES[@]}"; do
   add_module "$m"
 done
@@ -218,9 +256,12 @@ for b in "${NODE_BINARIES[@]}"; do
   copy_with_libs "$BIN_DIR/$b" "$R" "/usr/bin/$b"
 done
 for p in "${MOD_ORDER[@]}"; do
-  install -D -m 0644 "$KDIR/$p" "$R/lib/modules/$KVER/$p"
-done
-printf '%s\n' "${MOD_ORDER[@]}" >"$R/etc/minik/modules"
+  dest="$R/lib/modules/$KVER/${p%.ko*}.ko"
+  mkdir -p "$(dirname "$dest")"
+  modcat "$KDIR/$p" >"$dest"
+  chmod 0644 "$dest"
+  echo "${p%.ko*}.ko"
+done >"$R/etc/minik/modules"
 install -m 0755 "$ROOT/images/vm/init" "$R/init"
 # The console for /init's first output, before it mounts devtmpfs.
 mknod -m 0600 "$R/dev/console" c 5 1
@@ -239,7 +280,7 @@ mv "$tmp" "$OUT/initramfs.img"
 install -m 0644 "$KROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 touch -d "@$SOURCE_DATE_EPOCH" "$OUT/vmlinuz" "$OUT/initramfs.img"
 {
-  echo "kernel $KVER ($(basename "$DEB"))"
+  echo "kernel $KVER ($(basename -a "${DEBS[@]}" | tr '\n' ' ' | sed 's/ $//'))"
   echo "vmlinuz $(sha256sum <"$OUT/vmlinuz" | cut -d' ' -f1)"
   echo "initramfs.img $(sha256sum <"$OUT/initramfs.img" | cut -d' ' -f1)"
 } >"$OUT/manifest.txt"
