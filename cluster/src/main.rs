@@ -4,6 +4,7 @@
 //! `up` starts a keeper process in its own network and mount namespaces ([`keeper`]);
 //! every other command finds the cluster through its state dir ([`config::Layout`]).
 
+mod boot;
 mod cgroups;
 mod config;
 mod demo;
