@@ -33,7 +33,7 @@ impl<K> Default for Mirror<K> {
 impl<K: ResourceExt + Clone> Mirror<K> {
     /// Applies an event; returns the objects it touched (old and new versions).
     fn apply(&mut self, ev: Event<K>) -> Vec<K> {
-        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
+        let key = obj_key::<K>;
         match ev {
             Event::Apply(o) => {
                 let old = self.items.insert(key(&o), o.clone());
@@ -67,6 +67,13 @@ pub struct Cache {
     services: Mirror<ApiService>,
     slices: Mirror<EndpointSlice>,
     nodes: Mirror<Node>,
+    /// Which slices belong to which Service, so one Service's endpoints are found
+    /// without looking at every slice.
+    slice_index: HashMap<ServiceKey, BTreeSet<ObjKey>>,
+}
+
+fn obj_key<K: ResourceExt>(o: &K) -> ObjKey {
+    (o.namespace().unwrap_or_default(), o.name_any())
 }
 
 fn service_key(s: &ApiService) -> ServiceKey {
@@ -81,7 +88,32 @@ impl Cache {
 
     /// An EndpointSlice event; returns the Services it touches.
     pub fn on_slice(&mut self, ev: Event<EndpointSlice>) -> BTreeSet<ServiceKey> {
-        self.slices.apply(ev).iter().filter_map(convert::slice_service).collect()
+        let relist = matches!(ev, Event::InitDone);
+        let touched = self.slices.apply(ev);
+        if relist {
+            self.slice_index.clear();
+            for s in self.slices.items.values() {
+                if let Some(k) = convert::slice_service(s) {
+                    self.slice_index.entry(k).or_default().insert(obj_key(s));
+                }
+            }
+        } else {
+            for s in &touched {
+                let ok = obj_key(s);
+                if let Some(k) = convert::slice_service(s) {
+                    if let Some(set) = self.slice_index.get_mut(&k) {
+                        set.remove(&ok);
+                        if set.is_empty() {
+                            self.slice_index.remove(&k);
+                        }
+                    }
+                }
+                if let Some(k) = self.slices.items.get(&ok).and_then(convert::slice_service) {
+                    self.slice_index.entry(k).or_default().insert(ok);
+                }
+            }
+        }
+        touched.iter().filter_map(convert::slice_service).collect()
     }
 
     /// A Node event; returns whether the set of Ready nodes changed.
@@ -109,7 +141,7 @@ impl Cache {
     /// The rules the Service needs now (`None`: it needs none, or is gone).
     pub fn desired(&self, cfg: &RuleConfig, key: &ServiceKey) -> Option<ServiceRules> {
         let svc = convert::service(self.service(key)?)?;
-        let slices = self.slices.items.values().filter(|s| convert::slice_service(s).as_ref() == Some(key));
+        let slices = self.slice_index.get(key).into_iter().flatten().filter_map(|ok| self.slices.items.get(ok));
         let eps = convert::endpoints(slices);
         Some(service_rules(cfg, &svc, &eps))
     }
@@ -179,5 +211,33 @@ mod tests {
         assert_eq!(touched, [ServiceKey::new("ns", "a"), ServiceKey::new("ns", "b")].into_iter().collect());
         assert_eq!(c.service_keys().len(), 1);
         assert!(!c.synced(), "slices and nodes have not listed yet");
+    }
+
+    fn slice(name: &str, svc: &str, ip: &str) -> EndpointSlice {
+        serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": name, "labels": {convert::SERVICE_NAME_LABEL: svc}},
+            "addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": [{"addresses": [ip]}]}))
+        .expect("slice")
+    }
+
+    #[test]
+    fn slices_are_found_by_service_even_when_they_move() {
+        let cfg = RuleConfig { cluster_cidr: None, node_name: "n".into() };
+        let mut c = Cache::default();
+        c.on_service(Event::Apply(svc("a")));
+        c.on_service(Event::Apply(svc("b")));
+        c.on_slice(Event::Init);
+        c.on_slice(Event::InitApply(slice("s1", "a", "10.244.1.2")));
+        c.on_slice(Event::InitDone);
+        let a = ServiceKey::new("ns", "a");
+        let b = ServiceKey::new("ns", "b");
+        assert_eq!(c.desired(&cfg, &a).map(|r| r.endpoints), Some(1));
+        assert_eq!(c.desired(&cfg, &b).map(|r| r.endpoints), Some(0));
+        // The slice is relabelled to b: both Services are touched, and the endpoints move.
+        let touched = c.on_slice(Event::Apply(slice("s1", "b", "10.244.1.2")));
+        assert_eq!(touched, [a.clone(), b.clone()].into_iter().collect());
+        assert_eq!(c.desired(&cfg, &a).map(|r| r.endpoints), Some(0));
+        assert_eq!(c.desired(&cfg, &b).map(|r| r.endpoints), Some(1));
+        c.on_slice(Event::Delete(slice("s1", "b", "10.244.1.2")));
+        assert_eq!(c.desired(&cfg, &b).map(|r| r.endpoints), Some(0));
     }
 }

@@ -69,12 +69,8 @@ fn cluster_ip_balances_over_ready_endpoints_keeps_the_client_ip_and_follows_chan
     let keep: Vec<_> = [&a, &b, &cc].into_iter().filter(|p| p.name != first).collect();
     c.slice("web", &[(keep[0], true, false), (keep[1], true, false)]);
     c.wait_rules("the removed endpoint gone", |r| !r.contains(&format!("__{}/8080", gone.ip)));
-    let after = udp_ask(&sock, &udp_to);
-    assert_ne!(after, first, "the UDP flow moved off the removed endpoint");
-    let n = counts(&ask_n(&client.ns, &format!("{ip}:80"), 60));
-    assert!(!n.contains_key(&first), "a removed endpoint got requests: {n:?}");
-
-    // The change after the initial sync was reported as an Event on the Service.
+    // The change after the initial sync is reported as an Event on the Service once it is
+    // live (rules applied and UDP entries flushed).
     let mut found = None;
     for _ in 0..100 {
         let ev: Value = serde_json::from_str(&c.api.ok(&["get", "events", "-o", "json"])).expect("events");
@@ -90,6 +86,11 @@ fn cluster_ip_balances_over_ready_endpoints_keeps_the_client_ip_and_follows_chan
     assert_eq!(e["source"]["host"], common::NODE);
     assert_eq!(e["reportingInstance"], common::NODE);
     assert_eq!(e["message"], "node1: 2 endpoints programmed (nftables)");
+
+    let after = udp_ask(&sock, &udp_to);
+    assert_ne!(after, first, "the UDP flow moved off the removed endpoint");
+    let n = counts(&ask_n(&client.ns, &format!("{ip}:80"), 60));
+    assert!(!n.contains_key(&first), "a removed endpoint got requests: {n:?}");
 
     // /healthz and /metrics.
     let (code, body) = c.http_get(c.health_port, "/healthz").expect("healthz");

@@ -33,8 +33,8 @@ fn events_only_after_the_initial_sync_and_a_deleted_table_comes_back() {
     assert_eq!(events[0]["message"], "node1: 2 endpoints programmed (nftables)");
 
     // Someone deletes the table: the drift check notices and resyncs.
-    c.node.exec("nft", &["delete", "table", "ip", "minik-proxy"]);
-    assert!(!c.rules().contains("service-ips"));
+    let del = c.node.exec("nft", &["delete", "table", "ip", "minik-proxy"]);
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
     c.wait_rules("the table back", |r| r.contains(&format!("{ip} . tcp . 80 : goto service-")));
     let (server, seen) = ask(&client.ns, &format!("{ip}:80")).expect("request after the resync");
     assert!(server == "a" || server == "b");

@@ -128,9 +128,8 @@ impl Cluster {
                     .spawn()
             })
             .expect("start minikproxy");
-        if let Ok(mut p) = self.proxy.lock() {
-            *p = Some(child);
-        }
+        // Waited for in stop_proxy (also on drop).
+        self.proxy.lock().unwrap_or_else(|e| e.into_inner()).replace(child);
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some((200, _)) = self.http_get(self.health_port, "/healthz") {
