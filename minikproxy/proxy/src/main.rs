@@ -72,10 +72,9 @@ async fn main() -> Result<()> {
         bail!("--table {:?}: use letters, digits, '-' and '_' only", args.table);
     }
     minik_shared::nft::nft_path().context("minikproxy programs nftables")?;
-    // Services forward to pods: the node must route.
-    minik_shared::netlink::set_sysctl("net/ipv4/ip_forward", "1").context("enabling forwarding in this node's network namespace")?;
-
     let client = minik_shared::apiclient::connect(args.kubeconfig.as_deref()).await.context("connecting to the API server")?;
+    // Services forward to pods: the node must route (this node's namespace only).
+    minik_shared::netlink::set_sysctl("net/ipv4/ip_forward", "1").context("enabling forwarding in this node's network namespace")?;
     let metrics = Arc::new(Metrics::default());
     let _servers = minikproxy::http::serve(args.healthz_bind_address, args.metrics_bind_address, metrics.clone()).await?;
 
