@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ask, ask_n, counts, Cluster, NODE_IP, OUTSIDE_IP};
+use common::{ask, ask_n, counts, Cluster, KillOnDrop, NODE_IP, OUTSIDE_IP};
 use minik_tests::bin;
 
 #[test]
@@ -58,7 +58,7 @@ fn load_balancer_ip_is_allocated_announced_and_reachable_and_a_restart_loses_not
     c.start_proxy();
 
     let cm_log = std::fs::File::create(c.api.dir.path().join("controller-manager.log")).expect("log");
-    let mut cm = c
+    let _cm = KillOnDrop(c
         .node
         .run(|| {
             Command::new(bin("minik-controller-manager"))
@@ -70,7 +70,7 @@ fn load_balancer_ip_is_allocated_announced_and_reachable_and_a_restart_loses_not
                 .stderr(cm_log)
                 .spawn()
         })
-        .expect("start the controller manager");
+        .expect("start the controller manager"));
 
     c.service("lb", "  type: LoadBalancer\n");
     c.slice("lb", &[(&a, true, false), (&b, true, false)]);
@@ -84,8 +84,19 @@ fn load_balancer_ip_is_allocated_announced_and_reachable_and_a_restart_loses_not
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(lb_ip, "192.168.50.201", "the first host of the pool");
-    let _ = cm.kill();
-    let _ = cm.wait();
+    // A second one gets the next address, and gives it back when it stops being a LoadBalancer.
+    c.service("lb2", "  type: LoadBalancer\n");
+    let lb2 = |c: &Cluster| c.api.ok(&["get", "svc", "lb2", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]);
+    let end = Instant::now() + Duration::from_secs(20);
+    while lb2(&c) != "192.168.50.202" {
+        assert!(Instant::now() < end, "lb2 got no (or the wrong) address: {:?}", lb2(&c));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.api.ok(&["patch", "svc", "lb2", "--type=merge", "-p", r#"{"spec":{"type":"NodePort"}}"#]);
+    while !lb2(&c).is_empty() {
+        assert!(Instant::now() < end, "lb2 kept its address after becoming a NodePort Service");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     c.wait_rules("the LB IP", |r| r.contains(&format!("{lb_ip} . tcp . 80 : goto external-")));
     let end = Instant::now() + Duration::from_secs(10);
     while !c.node.ip(&["-4", "addr", "show", "dev", "eth0"]).contains(&format!("{lb_ip}/32")) {

@@ -221,6 +221,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A helper process, ended (by PID) and reaped when dropped, also when a test fails.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `RulesProgrammed` Events about a Service.
 pub fn programmed_events(c: &Cluster, svc: &str) -> Vec<Value> {
     let ev: Value = serde_json::from_str(&c.api.ok(&["get", "events", "-o", "json"])).expect("events");
