@@ -49,20 +49,41 @@ fn bench() -> Result<()> {
     for &n in &args.services {
         let started = Instant::now();
         eprint!("{n} Services: programming, then {} changes each way ... ", args.changes);
-        let r = proxy::run(n, usize::from(args.changes), std::time::Duration::from_secs(args.full_budget_seconds)).with_context(|| format!("with {n} Services"))?;
+        let r = proxy::run(n, usize::from(args.changes), std::time::Duration::from_secs(args.full_budget_seconds))
+            .with_context(|| format!("with {n} Services"))?;
         eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
         runs.push(r);
     }
     println!("\none Service change → rules live (ms; each sample = build the batch + nft commits it)\n");
-    println!("{:>9} {:>8} | {:>28} | {:>28} | {:>9}", "services", "rules", "incremental p50 / p99 (n)", "full rewrite p50 / p99 (n)", "p50 ratio");
+    println!(
+        "{:>9} {:>8} | {:>28} | {:>28} | {:>9}",
+        "services", "rules", "incremental p50 / p99 (n)", "full rewrite p50 / p99 (n)", "p50 ratio"
+    );
     for r in &runs {
         let (ip50, ip99) = proxy::p50_p99(&r.incremental).context("no samples")?;
         let (fp50, fp99) = proxy::p50_p99(&r.full).context("no samples")?;
         println!(
             "{:>9} {:>8} | {:>10.2} / {:>9.2} ({:>4}) | {:>10.2} / {:>9.2} ({:>4}) | {:>8.4}x",
-            r.services, r.rules, ms(ip50), ms(ip99), r.incremental.len(), ms(fp50), ms(fp99), r.full.len(), ip50.as_secs_f64() / fp50.as_secs_f64()
+            r.services,
+            r.rules,
+            ms(ip50),
+            ms(ip99),
+            r.incremental.len(),
+            ms(fp50),
+            ms(fp99),
+            r.full.len(),
+            ip50.as_secs_f64() / fp50.as_secs_f64()
         );
     }
-    println!("\nbatch sizes (nft commands): {}", runs.iter().map(|r| format!("{} Services: {} incremental vs {} full", r.services, r.incremental_commands, r.full_commands)).collect::<Vec<_>>().join("; "));
+    println!(
+        "\nbatch sizes (nft commands): {}",
+        runs.iter()
+            .map(|r| format!(
+                "{} Services: {} incremental vs {} full",
+                r.services, r.incremental_commands, r.full_commands
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     Ok(())
 }

@@ -43,7 +43,12 @@ pub async fn run(client: Client, pool: Option<Ipv4Net>) {
         return std::future::pending().await;
     };
     let recorder = Recorder::new(client.clone(), NAME, None);
-    let ctx = Arc::new(Ctx { client: client.clone(), pool, lock: Mutex::new(()), recorder });
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        pool,
+        lock: Mutex::new(()),
+        recorder,
+    });
     let stream = Controller::new(Api::<Service>::all(client), watch_config()).run(
         reconcile,
         |s, e, _| error_policy(s.as_ref(), e, NAME),
@@ -54,7 +59,8 @@ pub async fn run(client: Client, pool: Option<Ipv4Net>) {
 
 fn is_ours(svc: &Service) -> bool {
     svc.spec.as_ref().is_some_and(|s| {
-        s.type_.as_deref() == Some("LoadBalancer") && s.load_balancer_class.as_deref().is_none_or(str::is_empty)
+        s.type_.as_deref() == Some("LoadBalancer")
+            && s.load_balancer_class.as_deref().is_none_or(str::is_empty)
     }) && svc.metadata.deletion_timestamp.is_none()
 }
 
@@ -64,19 +70,27 @@ fn ingress_ips(svc: &Service) -> Vec<Ipv4Addr> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|i| i.iter().filter_map(|x| x.ip.as_deref()?.parse().ok()).collect())
+        .map(|i| {
+            i.iter()
+                .filter_map(|x| x.ip.as_deref()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action> {
-    let mine: Vec<Ipv4Addr> = ingress_ips(&svc).into_iter().filter(|ip| ctx.pool.contains(ip)).collect();
+    let mine: Vec<Ipv4Addr> = ingress_ips(&svc)
+        .into_iter()
+        .filter(|ip| ctx.pool.contains(ip))
+        .collect();
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     if !is_ours(&svc) {
         if !mine.is_empty() && svc.metadata.deletion_timestamp.is_none() {
             let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": null}}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             tracing::info!(service = %format!("{ns}/{name}"), "released the load-balancer IP (no longer a LoadBalancer)");
         }
         return Ok(Action::await_change());
@@ -84,29 +98,64 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action> {
     let _guard = ctx.lock.lock().await;
     // Read the taken addresses fresh, under the lock: the cache may lag behind an
     // allocation just made.
-    let all = Api::<Service>::all(ctx.client.clone()).list(&ListParams::default()).await?;
+    let all = Api::<Service>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
     let uid = svc.metadata.uid.clone();
-    let taken: BTreeSet<Ipv4Addr> =
-        all.items.iter().filter(|s| s.metadata.uid != uid && is_ours(s)).flat_map(ingress_ips).collect();
-    let current = all.items.iter().find(|s| s.metadata.uid == uid).map(ingress_ips).unwrap_or_default();
-    if current.iter().any(|ip| ctx.pool.contains(ip) && !taken.contains(ip)) {
+    let taken: BTreeSet<Ipv4Addr> = all
+        .items
+        .iter()
+        .filter(|s| s.metadata.uid != uid && is_ours(s))
+        .flat_map(ingress_ips)
+        .collect();
+    let current = all
+        .items
+        .iter()
+        .find(|s| s.metadata.uid == uid)
+        .map(ingress_ips)
+        .unwrap_or_default();
+    if current
+        .iter()
+        .any(|ip| ctx.pool.contains(ip) && !taken.contains(ip))
+    {
         return Ok(Action::await_change());
     }
-    let requested = svc.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref()).and_then(|ip| ip.parse().ok());
+    let requested = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .and_then(|ip| ip.parse().ok());
     let Some(ip) = pick(ctx.pool, requested, &taken) else {
-        let msg = format!("no free address left in the load-balancer pool {}", ctx.pool);
-        ctx.recorder.publish(svc.as_ref(), EventType::Warning, "AllocationFailed", &msg).await;
+        let msg = format!(
+            "no free address left in the load-balancer pool {}",
+            ctx.pool
+        );
+        ctx.recorder
+            .publish(svc.as_ref(), EventType::Warning, "AllocationFailed", &msg)
+            .await;
         return Err(Error::Other(msg));
     };
     let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]}}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     tracing::info!(service = %format!("{ns}/{name}"), %ip, "allocated a load-balancer IP");
-    ctx.recorder.publish(svc.as_ref(), EventType::Normal, "IPAllocated", &format!("Assigned IP {ip}")).await;
+    ctx.recorder
+        .publish(
+            svc.as_ref(),
+            EventType::Normal,
+            "IPAllocated",
+            &format!("Assigned IP {ip}"),
+        )
+        .await;
     Ok(Action::await_change())
 }
 
 /// The requested address when it is in the pool and free, else the first free one.
-fn pick(pool: Ipv4Net, requested: Option<Ipv4Addr>, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+fn pick(
+    pool: Ipv4Net,
+    requested: Option<Ipv4Addr>,
+    taken: &BTreeSet<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
     if let Some(r) = requested.filter(|r| pool.contains(r) && !taken.contains(r)) {
         return Some(r);
     }
@@ -124,9 +173,15 @@ mod tests {
     #[test]
     fn first_free_host_of_the_pool() {
         let mut taken = BTreeSet::new();
-        assert_eq!(pick(pool(), None, &taken), Some(Ipv4Addr::new(192, 168, 50, 201)));
+        assert_eq!(
+            pick(pool(), None, &taken),
+            Some(Ipv4Addr::new(192, 168, 50, 201))
+        );
         taken.insert(Ipv4Addr::new(192, 168, 50, 201));
-        assert_eq!(pick(pool(), None, &taken), Some(Ipv4Addr::new(192, 168, 50, 202)));
+        assert_eq!(
+            pick(pool(), None, &taken),
+            Some(Ipv4Addr::new(192, 168, 50, 202))
+        );
         taken.insert(Ipv4Addr::new(192, 168, 50, 202));
         assert_eq!(pick(pool(), None, &taken), None);
     }
@@ -134,16 +189,27 @@ mod tests {
     #[test]
     fn a_requested_address_wins_when_free_and_in_the_pool() {
         let taken = BTreeSet::new();
-        assert_eq!(pick(pool(), Some(Ipv4Addr::new(192, 168, 50, 202)), &taken), Some(Ipv4Addr::new(192, 168, 50, 202)));
-        assert_eq!(pick(pool(), Some(Ipv4Addr::new(10, 0, 0, 1)), &taken), Some(Ipv4Addr::new(192, 168, 50, 201)));
+        assert_eq!(
+            pick(pool(), Some(Ipv4Addr::new(192, 168, 50, 202)), &taken),
+            Some(Ipv4Addr::new(192, 168, 50, 202))
+        );
+        assert_eq!(
+            pick(pool(), Some(Ipv4Addr::new(10, 0, 0, 1)), &taken),
+            Some(Ipv4Addr::new(192, 168, 50, 201))
+        );
     }
 
     #[test]
     fn only_unclassed_load_balancers_are_ours() {
-        let lb: Service = serde_json::from_value(serde_json::json!({"spec": {"type": "LoadBalancer"}})).expect("svc");
-        let classed: Service =
-            serde_json::from_value(serde_json::json!({"spec": {"type": "LoadBalancer", "loadBalancerClass": "x/y"}})).expect("svc");
-        let np: Service = serde_json::from_value(serde_json::json!({"spec": {"type": "NodePort"}})).expect("svc");
+        let lb: Service =
+            serde_json::from_value(serde_json::json!({"spec": {"type": "LoadBalancer"}}))
+                .expect("svc");
+        let classed: Service = serde_json::from_value(
+            serde_json::json!({"spec": {"type": "LoadBalancer", "loadBalancerClass": "x/y"}}),
+        )
+        .expect("svc");
+        let np: Service =
+            serde_json::from_value(serde_json::json!({"spec": {"type": "NodePort"}})).expect("svc");
         assert!(is_ours(&lb) && !is_ours(&classed) && !is_ours(&np));
     }
 }

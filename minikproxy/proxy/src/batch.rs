@@ -249,7 +249,8 @@ mod tests {
             chains: ["services".to_string(), "service-OLD-x".to_string()].into_iter().collect(),
             sets: ["affinity-OLD".to_string()].into_iter().collect(),
         };
-        let desired: BTreeMap<_, _> = [(ServiceKey::new("ns", "web"), rules(&["10.244.1.2"], None))].into_iter().collect();
+        let desired: BTreeMap<_, _> =
+            [(ServiceKey::new("ns", "web"), rules(&["10.244.1.2"], None))].into_iter().collect();
         let cmds = full_sync("t", &existing, &desired);
         let text = serde_json::to_string(&cmds).expect("json");
         assert!(text.contains(r#"{"delete":{"chain":{"family":"ip","name":"service-OLD-x","table":"t"}}}"#), "{text}");

@@ -204,7 +204,9 @@ mod tests {
         c.on_service(Event::InitApply(svc("a")));
         let touched = c.on_service(Event::InitDone);
         assert_eq!(touched.len(), 1);
-        assert!(c.desired(&RuleConfig { cluster_cidr: None, node_name: "n".into() }, &ServiceKey::new("ns", "a")).is_some());
+        assert!(c
+            .desired(&RuleConfig { cluster_cidr: None, node_name: "n".into() }, &ServiceKey::new("ns", "a"))
+            .is_some());
         c.on_service(Event::Init);
         c.on_service(Event::InitApply(svc("b")));
         let touched = c.on_service(Event::InitDone);
@@ -214,8 +216,10 @@ mod tests {
     }
 
     fn slice(name: &str, svc: &str, ip: &str) -> EndpointSlice {
-        serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": name, "labels": {convert::SERVICE_NAME_LABEL: svc}},
-            "addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": [{"addresses": [ip]}]}))
+        serde_json::from_value(
+            json!({"metadata": {"namespace": "ns", "name": name, "labels": {convert::SERVICE_NAME_LABEL: svc}},
+            "addressType": "IPv4", "ports": [{"port": 8080}], "endpoints": [{"addresses": [ip]}]}),
+        )
         .expect("slice")
     }
 

@@ -41,5 +41,13 @@ pub fn flush_udp_to_endpoint(endpoint: Ipv4Addr) -> Result<(), ConntrackError> {
 /// Deletes the UDP entries addressed to a Service IP and port (flows that were refused or
 /// black-holed before the Service had endpoints).
 pub fn flush_udp_to_service(ip: Ipv4Addr, port: u16) -> Result<(), ConntrackError> {
-    run(&["-D".into(), "-p".into(), "udp".into(), "--orig-dst".into(), ip.to_string(), "--dport".into(), port.to_string()])
+    run(&[
+        "-D".into(),
+        "-p".into(),
+        "udp".into(),
+        "--orig-dst".into(),
+        ip.to_string(),
+        "--dport".into(),
+        port.to_string(),
+    ])
 }

@@ -85,10 +85,9 @@ pub fn endpoints<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Ser
             continue;
         }
         for port in slice.ports.iter().flatten() {
-            let (Some(number), Some(protocol)) = (
-                port.port.and_then(|p| u16::try_from(p).ok()),
-                Protocol::from_api(port.protocol.as_deref()),
-            ) else {
+            let (Some(number), Some(protocol)) =
+                (port.port.and_then(|p| u16::try_from(p).ok()), Protocol::from_api(port.protocol.as_deref()))
+            else {
                 continue;
             };
             let per_port = out.entry((port.name.clone().unwrap_or_default(), protocol)).or_default();
@@ -99,7 +98,13 @@ pub fn endpoints<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Ser
                 let cond = ep.conditions.as_ref();
                 let ready = cond.and_then(|c| c.ready).unwrap_or(true);
                 let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
-                let new = Endpoint { ip, port: number, ready: ready && !terminating, terminating, node: ep.node_name.clone() };
+                let new = Endpoint {
+                    ip,
+                    port: number,
+                    ready: ready && !terminating,
+                    terminating,
+                    node: ep.node_name.clone(),
+                };
                 match per_port.get(&ip) {
                     Some(old) if old.ready && !new.ready => {}
                     _ => {

@@ -48,7 +48,11 @@ async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
 
 /// Binds both servers (the same address serves both when they are equal) and returns
 /// the tasks that serve them; binding errors come back at once.
-pub async fn serve(healthz_addr: SocketAddr, metrics_addr: SocketAddr, m: Arc<Metrics>) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+pub async fn serve(
+    healthz_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    m: Arc<Metrics>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut routers = vec![(healthz_addr, Router::new().route("/healthz", get(healthz)).route("/livez", get(healthz)))];
     if metrics_addr == healthz_addr {
         routers[0].1 = routers[0].1.clone().route("/metrics", get(metrics));

@@ -26,7 +26,10 @@ pub enum LbAddrError {
 fn ip(args: &[&str]) -> Result<String, LbAddrError> {
     let out = Command::new("ip").args(args).output().map_err(LbAddrError::Spawn)?;
     if !out.status.success() {
-        return Err(LbAddrError::Failed { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(LbAddrError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

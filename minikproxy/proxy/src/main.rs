@@ -52,7 +52,8 @@ struct Args {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -72,11 +73,14 @@ async fn main() -> Result<()> {
         bail!("--table {:?}: use letters, digits, '-' and '_' only", args.table);
     }
     minik_shared::nft::nft_path().context("minikproxy programs nftables")?;
-    let client = minik_shared::apiclient::connect(args.kubeconfig.as_deref()).await.context("connecting to the API server")?;
+    let client =
+        minik_shared::apiclient::connect(args.kubeconfig.as_deref()).await.context("connecting to the API server")?;
     // Services forward to pods: the node must route (this node's namespace only).
-    minik_shared::netlink::set_sysctl("net/ipv4/ip_forward", "1").context("enabling forwarding in this node's network namespace")?;
+    minik_shared::netlink::set_sysctl("net/ipv4/ip_forward", "1")
+        .context("enabling forwarding in this node's network namespace")?;
     let metrics = Arc::new(Metrics::default());
-    let _servers = minikproxy::http::serve(args.healthz_bind_address, args.metrics_bind_address, metrics.clone()).await?;
+    let _servers =
+        minikproxy::http::serve(args.healthz_bind_address, args.metrics_bind_address, metrics.clone()).await?;
 
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(minikproxy::events::run(client.clone(), args.node_name.clone(), events_rx));

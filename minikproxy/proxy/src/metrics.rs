@@ -102,10 +102,12 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.with(|m| {
             let mut s = String::new();
-            let _ = writeln!(s, "# HELP minikproxy_sync_proxy_rules_duration_seconds Time to program one batch of rules.");
+            let _ =
+                writeln!(s, "# HELP minikproxy_sync_proxy_rules_duration_seconds Time to program one batch of rules.");
             let _ = writeln!(s, "# TYPE minikproxy_sync_proxy_rules_duration_seconds histogram");
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(s, "minikproxy_sync_proxy_rules_duration_seconds_bucket{{le=\"{b}\"}} {}", m.counts[i]);
+                let _ =
+                    writeln!(s, "minikproxy_sync_proxy_rules_duration_seconds_bucket{{le=\"{b}\"}} {}", m.counts[i]);
             }
             let _ = writeln!(s, "minikproxy_sync_proxy_rules_duration_seconds_bucket{{le=\"+Inf\"}} {}", m.count);
             let _ = writeln!(s, "minikproxy_sync_proxy_rules_duration_seconds_sum {}", m.sum);
@@ -115,8 +117,14 @@ impl Metrics {
                 let _ = writeln!(s, "# TYPE {name} gauge");
                 let _ = writeln!(s, "{name} {v}");
             };
-            let last = m.last_sync.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            gauge(&mut s, "minikproxy_sync_proxy_rules_last_timestamp_seconds", "When the rules were last written (Unix time).", last);
+            let last =
+                m.last_sync.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            gauge(
+                &mut s,
+                "minikproxy_sync_proxy_rules_last_timestamp_seconds",
+                "When the rules were last written (Unix time).",
+                last,
+            );
             gauge(&mut s, "minikproxy_services", "Services with rules.", m.services as f64);
             gauge(&mut s, "minikproxy_nftables_chains", "Service chains in the table.", m.chains as f64);
             gauge(&mut s, "minikproxy_nftables_rules", "Rules in the Service chains.", m.rules as f64);

@@ -22,7 +22,10 @@ pub fn apply(batch: Vec<Value>) -> Result<(), NftError> {
 /// The chains of the table (cheap); sets are not read (`sets_read` is false).
 pub fn existing_chains(table: &str) -> Result<Existing, NftError> {
     let objects = nft::list(&["list", "chains", "ip"])?;
-    let mine: Vec<Value> = objects.into_iter().filter(|o| o.get("chain").and_then(|c| c.get("table")).and_then(Value::as_str) == Some(table)).collect();
+    let mine: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| o.get("chain").and_then(|c| c.get("table")).and_then(Value::as_str) == Some(table))
+        .collect();
     let mut e = Existing::from_listing(&mine);
     e.table = !e.chains.is_empty() || table_exists(table)?;
     Ok(e)

@@ -102,7 +102,12 @@ impl Proxier {
         }
         self.metrics.sync_done(SyncKind::Full, start.elapsed());
         self.record_size();
-        tracing::info!(services = self.programmed.len(), commands = n, took_ms = start.elapsed().as_millis() as u64, "full sync");
+        tracing::info!(
+            services = self.programmed.len(),
+            commands = n,
+            took_ms = start.elapsed().as_millis() as u64,
+            "full sync"
+        );
         Ok(())
     }
 
@@ -136,7 +141,12 @@ impl Proxier {
         }
         self.metrics.sync_done(SyncKind::Partial, start.elapsed());
         self.record_size();
-        tracing::debug!(services = changed.len(), commands = n, took_us = start.elapsed().as_micros() as u64, "partial sync");
+        tracing::debug!(
+            services = changed.len(),
+            commands = n,
+            took_us = start.elapsed().as_micros() as u64,
+            "partial sync"
+        );
         Ok(changed)
     }
 
@@ -168,7 +178,10 @@ fn flush_udp(key: &ServiceKey, old: Option<&ServiceRules>, new: Option<&ServiceR
         result = result.and(conntrack::flush_udp_to_endpoint(*ep));
     }
     for e in new.elements.iter().filter(|e| e.map == SERVICE_IPS && e.proto == Protocol::Udp) {
-        let was_rejected = old.elements.iter().any(|o| o.map == NO_ENDPOINT_SERVICES && o.addr == e.addr && o.port == e.port && o.proto == e.proto);
+        let was_rejected = old
+            .elements
+            .iter()
+            .any(|o| o.map == NO_ENDPOINT_SERVICES && o.addr == e.addr && o.port == e.port && o.proto == e.proto);
         if let (true, Some(ip)) = (was_rejected, e.addr) {
             result = result.and(conntrack::flush_udp_to_service(ip, e.port));
         }
@@ -231,7 +244,9 @@ impl Runner {
         spawn_watch(Api::<EndpointSlice>::all(self.client.clone()), cache.clone(), tx.clone(), |c, ev| {
             Some(Dirty::Services(c.on_slice(ev))).filter(|d| !matches!(d, Dirty::Services(s) if s.is_empty()))
         });
-        spawn_watch(Api::<Node>::all(self.client.clone()), cache.clone(), tx.clone(), |c, ev| c.on_node(ev).then_some(Dirty::Nodes));
+        spawn_watch(Api::<Node>::all(self.client.clone()), cache.clone(), tx.clone(), |c, ev| {
+            c.on_node(ev).then_some(Dirty::Nodes)
+        });
         drop(tx);
 
         // Wait for the three first lists, then program everything.
@@ -280,8 +295,10 @@ impl Runner {
             }
             let (changes, lb, refs) = {
                 let Ok(c) = cache.lock() else { return };
-                let changes: BTreeMap<_, _> = dirty.iter().map(|k| (k.clone(), c.desired(&self.cfg.rules, k))).collect();
-                let refs: BTreeMap<_, _> = dirty.iter().filter_map(|k| Some((k.clone(), object_ref(c.service(k)?)))).collect();
+                let changes: BTreeMap<_, _> =
+                    dirty.iter().map(|k| (k.clone(), c.desired(&self.cfg.rules, k))).collect();
+                let refs: BTreeMap<_, _> =
+                    dirty.iter().filter_map(|k| Some((k.clone(), object_ref(c.service(k)?)))).collect();
                 (changes, self.lb_wanted(&c), refs)
             };
             match tokio::task::block_in_place(|| proxier.sync(changes)) {

@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 
 use crate::expr;
 use crate::model::{Endpoint, Protocol, Service, ServiceEndpoints};
-use crate::table::{MARK_FOR_MASQUERADE, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS};
+use crate::table::{
+    MARK_FOR_MASQUERADE, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, REJECT_CHAIN, SERVICE_IPS, SERVICE_NODEPORTS,
+};
 
 /// What the rules depend on besides the Service.
 #[derive(Debug, Clone)]
@@ -108,16 +110,26 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
     for port in &svc.ports {
         let base = format!("{}/{}/{}/{}", svc.key.namespace, svc.key.name, port.protocol.nft(), port.name);
         let proto = port.protocol;
-        let ready: Vec<&Endpoint> = eps
-            .get(&(port.name.clone(), proto))
-            .map(|v| v.iter().filter(|e| e.ready).collect())
-            .unwrap_or_default();
+        let ready: Vec<&Endpoint> =
+            eps.get(&(port.name.clone(), proto)).map(|v| v.iter().filter(|e| e.ready).collect()).unwrap_or_default();
         if ready.is_empty() {
             for a in svc.cluster_ips.iter().chain(&svc.lb_ips) {
-                out.elements.insert(Element { map: NO_ENDPOINT_SERVICES, addr: Some(*a), proto, port: port.port, chain: REJECT_CHAIN.into() });
+                out.elements.insert(Element {
+                    map: NO_ENDPOINT_SERVICES,
+                    addr: Some(*a),
+                    proto,
+                    port: port.port,
+                    chain: REJECT_CHAIN.into(),
+                });
             }
             if let Some(np) = port.node_port {
-                out.elements.insert(Element { map: NO_ENDPOINT_NODEPORTS, addr: None, proto, port: np, chain: REJECT_CHAIN.into() });
+                out.elements.insert(Element {
+                    map: NO_ENDPOINT_NODEPORTS,
+                    addr: None,
+                    proto,
+                    port: np,
+                    chain: REJECT_CHAIN.into(),
+                });
             }
             continue;
         }
@@ -159,7 +171,13 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
         rules.extend(pick(&targets.iter().collect::<Vec<_>>()));
         out.chains.insert(svc_chain.clone(), rules);
         for cip in &svc.cluster_ips {
-            out.elements.insert(Element { map: SERVICE_IPS, addr: Some(*cip), proto, port: port.port, chain: svc_chain.clone() });
+            out.elements.insert(Element {
+                map: SERVICE_IPS,
+                addr: Some(*cip),
+                proto,
+                port: port.port,
+                chain: svc_chain.clone(),
+            });
         }
 
         // External traffic: NodePort and load-balancer IPs.
@@ -176,7 +194,8 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
             // The node itself: masquerade, any endpoint.
             rules.push(vec![expr::fib_local("saddr"), expr::jump(MARK_FOR_MASQUERADE)]);
             rules.push(vec![expr::fib_local("saddr"), expr::goto(&svc_chain)]);
-            let local: Vec<_> = targets.iter().filter(|(e, _, _)| e.node.as_deref() == Some(cfg.node_name.as_str())).collect();
+            let local: Vec<_> =
+                targets.iter().filter(|(e, _, _)| e.node.as_deref() == Some(cfg.node_name.as_str())).collect();
             if local.is_empty() {
                 rules.push(vec![json!({"drop": null})]);
             } else {
@@ -184,17 +203,32 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
             }
         } else {
             match cfg.cluster_cidr {
-                Some(cidr) => rules.push(vec![expr::cmp("!=", expr::ip("saddr"), expr::prefix(cidr)), expr::jump(MARK_FOR_MASQUERADE)]),
+                Some(cidr) => rules.push(vec![
+                    expr::cmp("!=", expr::ip("saddr"), expr::prefix(cidr)),
+                    expr::jump(MARK_FOR_MASQUERADE),
+                ]),
                 None => rules.push(vec![expr::jump(MARK_FOR_MASQUERADE)]),
             }
             rules.push(vec![expr::goto(&svc_chain)]);
         }
         out.chains.insert(ext_chain.clone(), rules);
         for lb in &svc.lb_ips {
-            out.elements.insert(Element { map: SERVICE_IPS, addr: Some(*lb), proto, port: port.port, chain: ext_chain.clone() });
+            out.elements.insert(Element {
+                map: SERVICE_IPS,
+                addr: Some(*lb),
+                proto,
+                port: port.port,
+                chain: ext_chain.clone(),
+            });
         }
         if let Some(np) = port.node_port {
-            out.elements.insert(Element { map: SERVICE_NODEPORTS, addr: None, proto, port: np, chain: ext_chain.clone() });
+            out.elements.insert(Element {
+                map: SERVICE_NODEPORTS,
+                addr: None,
+                proto,
+                port: np,
+                chain: ext_chain.clone(),
+            });
         }
     }
     out.endpoints = counted.len();
@@ -235,7 +269,13 @@ mod tests {
     fn eps(list: &[(&str, bool, &str)]) -> ServiceEndpoints {
         let v = list
             .iter()
-            .map(|(ip, ready, node)| Endpoint { ip: ip.parse().expect("ip"), port: 8080, ready: *ready, terminating: !ready, node: Some(node.to_string()) })
+            .map(|(ip, ready, node)| Endpoint {
+                ip: ip.parse().expect("ip"),
+                port: 8080,
+                ready: *ready,
+                terminating: !ready,
+                node: Some(node.to_string()),
+            })
             .collect();
         [(("http".to_string(), Protocol::Tcp), v)].into_iter().collect()
     }
@@ -246,7 +286,11 @@ mod tests {
 
     #[test]
     fn cluster_ip_picks_among_ready_endpoints_only() {
-        let r = service_rules(&cfg(), &svc(None, None, false), &eps(&[("10.244.1.2", true, "n1"), ("10.244.1.3", false, "n1"), ("10.244.2.2", true, "n2")]));
+        let r = service_rules(
+            &cfg(),
+            &svc(None, None, false),
+            &eps(&[("10.244.1.2", true, "n1"), ("10.244.1.3", false, "n1"), ("10.244.2.2", true, "n2")]),
+        );
         assert_eq!(chain(&r, "endpoint-").len(), 2, "{:?}", r.chains.keys());
         let s = chain(&r, "service-");
         assert_eq!(s.len(), 1);
@@ -260,7 +304,8 @@ mod tests {
         assert_eq!(e.key(), json!({"concat": ["10.96.0.10", "tcp", 80]}));
         assert_eq!(r.endpoints, 2);
         // The endpoint chain masquerades hairpin traffic and DNATs.
-        let (_, ep) = *chain(&r, "endpoint-").iter().find(|(n, _)| n.contains("__10.244.1.2/8080")).expect("endpoint chain");
+        let (_, ep) =
+            *chain(&r, "endpoint-").iter().find(|(n, _)| n.contains("__10.244.1.2/8080")).expect("endpoint chain");
         assert_eq!(ep[0][0]["match"]["right"], "10.244.1.2");
         assert_eq!(ep[1][1]["dnat"], json!({"addr": "10.244.1.2", "port": 8080}));
     }
@@ -295,7 +340,11 @@ mod tests {
 
     #[test]
     fn nodeport_local_policy_uses_local_endpoints_or_drops() {
-        let r = service_rules(&cfg(), &svc(Some(30001), None, true), &eps(&[("10.244.1.2", true, "n1"), ("10.244.2.2", true, "n2")]));
+        let r = service_rules(
+            &cfg(),
+            &svc(Some(30001), None, true),
+            &eps(&[("10.244.1.2", true, "n1"), ("10.244.2.2", true, "n2")]),
+        );
         let (_, ext) = chain(&r, "external-")[0];
         assert_eq!(ext.last().expect("rule")[0]["vmap"]["key"]["numgen"]["mod"], 1);
         let none = service_rules(&cfg(), &svc(Some(30001), None, true), &eps(&[("10.244.2.2", true, "n2")]));

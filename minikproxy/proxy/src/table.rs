@@ -54,9 +54,21 @@ struct Chain {
 
 fn base_chains() -> Vec<Chain> {
     vec![
-        Chain { name: "nat-prerouting", hook: Some(("nat", "prerouting", -100)), rules: || vec![vec![expr::jump(SERVICES_CHAIN)]] },
-        Chain { name: "nat-output", hook: Some(("nat", "output", -100)), rules: || vec![vec![expr::jump(SERVICES_CHAIN)]] },
-        Chain { name: "nat-postrouting", hook: Some(("nat", "postrouting", 100)), rules: || vec![vec![expr::jump("masquerading")]] },
+        Chain {
+            name: "nat-prerouting",
+            hook: Some(("nat", "prerouting", -100)),
+            rules: || vec![vec![expr::jump(SERVICES_CHAIN)]],
+        },
+        Chain {
+            name: "nat-output",
+            hook: Some(("nat", "output", -100)),
+            rules: || vec![vec![expr::jump(SERVICES_CHAIN)]],
+        },
+        Chain {
+            name: "nat-postrouting",
+            hook: Some(("nat", "postrouting", 100)),
+            rules: || vec![vec![expr::jump("masquerading")]],
+        },
         Chain {
             name: "filter-input",
             hook: Some(("filter", "input", -110)),
@@ -83,7 +95,11 @@ fn base_chains() -> Vec<Chain> {
             rules: || {
                 vec![
                     vec![expr::vmap_named(daddr_proto_port_key(), SERVICE_IPS)],
-                    vec![expr::fib_local("daddr"), expr::not_loopback_daddr(), expr::vmap_named(proto_port_key(), SERVICE_NODEPORTS)],
+                    vec![
+                        expr::fib_local("daddr"),
+                        expr::not_loopback_daddr(),
+                        expr::vmap_named(proto_port_key(), SERVICE_NODEPORTS),
+                    ],
                 ]
             },
         },
@@ -95,7 +111,13 @@ fn base_chains() -> Vec<Chain> {
         Chain {
             name: "nodeport-endpoints-check",
             hook: None,
-            rules: || vec![vec![expr::fib_local("daddr"), expr::not_loopback_daddr(), expr::vmap_named(proto_port_key(), NO_ENDPOINT_NODEPORTS)]],
+            rules: || {
+                vec![vec![
+                    expr::fib_local("daddr"),
+                    expr::not_loopback_daddr(),
+                    expr::vmap_named(proto_port_key(), NO_ENDPOINT_NODEPORTS),
+                ]]
+            },
         },
         Chain { name: MARK_FOR_MASQUERADE, hook: None, rules: || vec![vec![expr::mark_set("|", MASQ_MARK)]] },
         Chain {
@@ -160,8 +182,14 @@ pub fn delete_chain(table: &str, chain: &str) -> Value {
 pub fn base_commands(table: &str) -> Vec<Value> {
     let mut cmds = vec![json!({"add": {"table": {"family": "ip", "name": table}}})];
     for (name, with_addr) in MAPS {
-        let ty: Vec<&str> = if with_addr { vec!["ipv4_addr", "inet_proto", "inet_service"] } else { vec!["inet_proto", "inet_service"] };
-        cmds.push(json!({"add": {"map": {"family": "ip", "table": table, "name": name, "type": ty, "map": "verdict"}}}));
+        let ty: Vec<&str> = if with_addr {
+            vec!["ipv4_addr", "inet_proto", "inet_service"]
+        } else {
+            vec!["inet_proto", "inet_service"]
+        };
+        cmds.push(
+            json!({"add": {"map": {"family": "ip", "table": table, "name": name, "type": ty, "map": "verdict"}}}),
+        );
     }
     let chains = base_chains();
     for c in &chains {
@@ -189,7 +217,14 @@ mod tests {
     fn the_base_table_has_hooks_maps_and_rules() {
         let cmds = base_commands("t");
         let text = serde_json::to_string(&cmds).expect("json");
-        for needle in ["\"hook\":\"prerouting\"", "\"hook\":\"postrouting\"", "\"hook\":\"forward\"", "@service-ips", "@no-endpoint-nodeports", "fully-random"] {
+        for needle in [
+            "\"hook\":\"prerouting\"",
+            "\"hook\":\"postrouting\"",
+            "\"hook\":\"forward\"",
+            "@service-ips",
+            "@no-endpoint-nodeports",
+            "fully-random",
+        ] {
             assert!(text.contains(needle), "{needle} missing");
         }
         assert_eq!(cmds.iter().filter(|c| c["add"]["map"].is_object()).count(), 4);

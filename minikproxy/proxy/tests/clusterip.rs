@@ -22,7 +22,9 @@ fn rule_handles(c: &Cluster) -> BTreeMap<String, Vec<u64>> {
     let mut m: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for o in v["nftables"].as_array().into_iter().flatten() {
         if let Some(r) = o.get("rule") {
-            m.entry(r["chain"].as_str().unwrap_or_default().to_string()).or_default().push(r["handle"].as_u64().unwrap_or_default());
+            m.entry(r["chain"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(r["handle"].as_u64().unwrap_or_default());
         }
     }
     m
@@ -74,7 +76,12 @@ fn cluster_ip_balances_over_ready_endpoints_keeps_the_client_ip_and_follows_chan
     let mut found = None;
     for _ in 0..100 {
         let ev: Value = serde_json::from_str(&c.api.ok(&["get", "events", "-o", "json"])).expect("events");
-        found = ev["items"].as_array().into_iter().flatten().find(|e| e["reason"] == "RulesProgrammed" && e["involvedObject"]["name"] == "web").cloned();
+        found = ev["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["reason"] == "RulesProgrammed" && e["involvedObject"]["name"] == "web")
+            .cloned();
         if found.is_some() {
             break;
         }
@@ -100,7 +107,8 @@ fn cluster_ip_balances_over_ready_endpoints_keeps_the_client_ip_and_follows_chan
     let (code, text) = c.http_get(c.health_port + 1, "/metrics").expect("metrics");
     assert_eq!(code, 200);
     // web and the API server's own `kubernetes` Service.
-    let services: f64 = text.lines().find_map(|l| l.strip_prefix("minikproxy_services ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let services: f64 =
+        text.lines().find_map(|l| l.strip_prefix("minikproxy_services ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     assert!(services >= 1.0, "{text}");
     assert!(text.contains("minikproxy_sync_proxy_rules_duration_seconds_count"), "{text}");
     assert!(text.contains("minikproxy_partial_syncs_total"), "{text}");

@@ -15,7 +15,13 @@ use serde_json::Value;
 
 const TABLE: &str = "minik-proxy";
 
-fn rules(name: &str, ip: [u8; 4], eps: &[&str], affinity: Option<u32>, node_port: Option<u16>) -> (ServiceKey, ServiceRules) {
+fn rules(
+    name: &str,
+    ip: [u8; 4],
+    eps: &[&str],
+    affinity: Option<u32>,
+    node_port: Option<u16>,
+) -> (ServiceKey, ServiceRules) {
     let cfg = RuleConfig { cluster_cidr: Some("10.244.0.0/16".parse().expect("cidr")), node_name: "n1".into() };
     let svc = Service {
         key: ServiceKey::new("default", name),
@@ -30,9 +36,18 @@ fn rules(name: &str, ip: [u8; 4], eps: &[&str], affinity: Option<u32>, node_port
     };
     let list: Vec<Endpoint> = eps
         .iter()
-        .map(|ip| Endpoint { ip: ip.parse().expect("ip"), port: 8080, ready: true, terminating: false, node: Some("n1".into()) })
+        .map(|ip| Endpoint {
+            ip: ip.parse().expect("ip"),
+            port: 8080,
+            ready: true,
+            terminating: false,
+            node: Some("n1".into()),
+        })
         .collect();
-    let e: ServiceEndpoints = [(("http".to_string(), Protocol::Tcp), list.clone()), (("dns".to_string(), Protocol::Udp), list)].into_iter().collect();
+    let e: ServiceEndpoints =
+        [(("http".to_string(), Protocol::Tcp), list.clone()), (("dns".to_string(), Protocol::Udp), list)]
+            .into_iter()
+            .collect();
     (svc.key.clone(), service_rules(&cfg, &svc, &e))
 }
 
@@ -48,7 +63,9 @@ fn handles(objects: &[Value]) -> BTreeMap<String, Vec<u64>> {
             out.entry(c.to_string()).or_default();
         }
         if let Some(r) = o.get("rule") {
-            out.entry(r["chain"].as_str().unwrap_or_default().to_string()).or_default().push(r["handle"].as_u64().unwrap_or_default());
+            out.entry(r["chain"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(r["handle"].as_u64().unwrap_or_default());
         }
     }
     out
@@ -67,7 +84,16 @@ fn full_sync_then_one_service_change_touches_only_that_service() {
     let mut desired: BTreeMap<_, _> = [web.clone(), api.clone()].into_iter().collect();
     apply(&ns, batch::full_sync(TABLE, &Existing::default(), &desired));
     let text = String::from_utf8_lossy(&ns.exec("nft", &["list", "table", "ip", TABLE]).stdout).into_owned();
-    for needle in ["numgen random mod 2 vmap", "dnat to 10.244.1.2:8080", "update @affinity-", "10.96.0.10 . tcp . 80 : goto service-", "tcp . 30001 : goto external-", "192.168.50.200 . tcp . 80 : goto external-", "masquerade fully-random", "reject with tcp reset"] {
+    for needle in [
+        "numgen random mod 2 vmap",
+        "dnat to 10.244.1.2:8080",
+        "update @affinity-",
+        "10.96.0.10 . tcp . 80 : goto service-",
+        "tcp . 30001 : goto external-",
+        "192.168.50.200 . tcp . 80 : goto external-",
+        "masquerade fully-random",
+        "reject with tcp reset",
+    ] {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
     let before = handles(&listing(&ns));
@@ -117,8 +143,10 @@ fn a_service_without_endpoints_becomes_reject_elements() {
     let ns = Netns::new("nft");
     let (key, r) = rules("empty", [10, 96, 0, 12], &[], None, Some(30002));
     apply(&ns, batch::full_sync(TABLE, &Existing::default(), &[(key, r)].into_iter().collect()));
-    let text = String::from_utf8_lossy(&ns.exec("nft", &["list", "map", "ip", TABLE, "no-endpoint-services"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&ns.exec("nft", &["list", "map", "ip", TABLE, "no-endpoint-services"]).stdout)
+        .into_owned();
     assert!(text.contains("10.96.0.12 . tcp . 80 : goto reject-chain"), "{text}");
-    let text = String::from_utf8_lossy(&ns.exec("nft", &["list", "map", "ip", TABLE, "no-endpoint-nodeports"]).stdout).into_owned();
+    let text = String::from_utf8_lossy(&ns.exec("nft", &["list", "map", "ip", TABLE, "no-endpoint-nodeports"]).stdout)
+        .into_owned();
     assert!(text.contains("tcp . 30002 : goto reject-chain"), "{text}");
 }

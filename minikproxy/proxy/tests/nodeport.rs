@@ -21,25 +21,53 @@ fn nodeports_from_outside_cluster_and_local_policy_and_refusal() {
     c.start_proxy();
 
     c.service("npc", "  type: NodePort\n");
-    c.api.ok(&["patch", "svc", "npc", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30080}]"#]);
+    c.api.ok(&[
+        "patch",
+        "svc",
+        "npc",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30080}]"#,
+    ]);
     c.slice("npc", &[(&a, true, false), (&b, true, false)]);
     c.service("npl", "  type: NodePort\n  externalTrafficPolicy: Local\n");
-    c.api.ok(&["patch", "svc", "npl", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30081}]"#]);
+    c.api.ok(&[
+        "patch",
+        "svc",
+        "npl",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30081}]"#,
+    ]);
     // b is said to run on another node: Local traffic must not go there.
     c.api.apply(&format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: npl-1\n  labels:\n    kubernetes.io/service-name: npl\naddressType: IPv4\nports:\n- name: http\n  port: 8080\n  protocol: TCP\nendpoints:\n- addresses: [\"{}\"]\n  nodeName: node1\n- addresses: [\"{}\"]\n  nodeName: node2\n",
         a.ip, b.ip
     ));
     c.service("npe", "  type: NodePort\n");
-    c.api.ok(&["patch", "svc", "npe", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30082}]"#]);
+    c.api.ok(&[
+        "patch",
+        "svc",
+        "npe",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/0/nodePort","value":30082}]"#,
+    ]);
     c.slice("npe", &[]);
-    c.wait_rules("the three NodePorts", |r| r.contains("tcp . 30080 : goto external-") && r.contains("tcp . 30081 : goto external-") && r.contains("tcp . 30082 : goto reject-chain"));
+    c.wait_rules("the three NodePorts", |r| {
+        r.contains("tcp . 30080 : goto external-")
+            && r.contains("tcp . 30081 : goto external-")
+            && r.contains("tcp . 30082 : goto reject-chain")
+    });
 
     // Cluster policy: both endpoints, the client masqueraded to the node.
     let answers = ask_n(&c.outside, &format!("{NODE_IP}:30080"), 40);
     let n = counts(&answers);
     assert_eq!(n.len(), 2, "both endpoints answer: {n:?}");
-    assert!(answers.iter().all(|(_, seen)| seen != OUTSIDE_IP && seen.starts_with("10.244.1.")), "masqueraded: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, seen)| seen != OUTSIDE_IP && seen.starts_with("10.244.1.")),
+        "masqueraded: {answers:?}"
+    );
 
     // Local policy: only this node's endpoint, and the client's own IP.
     let answers = ask_n(&c.outside, &format!("{NODE_IP}:30081"), 40);
@@ -58,19 +86,20 @@ fn load_balancer_ip_is_allocated_announced_and_reachable_and_a_restart_loses_not
     c.start_proxy();
 
     let cm_log = std::fs::File::create(c.api.dir.path().join("controller-manager.log")).expect("log");
-    let _cm = KillOnDrop(c
-        .node
-        .run(|| {
-            Command::new(bin("minik-controller-manager"))
-                .arg("--kubeconfig")
-                .arg(&c.api.kubeconfig)
-                .args(["--controllers", "servicelb", "--load-balancer-pool", "192.168.50.200/29"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(cm_log)
-                .spawn()
-        })
-        .expect("start the controller manager"));
+    let _cm = KillOnDrop(
+        c.node
+            .run(|| {
+                Command::new(bin("minik-controller-manager"))
+                    .arg("--kubeconfig")
+                    .arg(&c.api.kubeconfig)
+                    .args(["--controllers", "servicelb", "--load-balancer-pool", "192.168.50.200/29"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(cm_log)
+                    .spawn()
+            })
+            .expect("start the controller manager"),
+    );
 
     c.service("lb", "  type: LoadBalancer\n");
     c.slice("lb", &[(&a, true, false), (&b, true, false)]);
@@ -80,7 +109,11 @@ fn load_balancer_ip_is_allocated_announced_and_reachable_and_a_restart_loses_not
         if !ip.is_empty() {
             break ip;
         }
-        assert!(Instant::now() < end, "no LB IP allocated:\n{}", std::fs::read_to_string(c.api.dir.path().join("controller-manager.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < end,
+            "no LB IP allocated:\n{}",
+            std::fs::read_to_string(c.api.dir.path().join("controller-manager.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(lb_ip, "192.168.50.201", "the first host of the pool");

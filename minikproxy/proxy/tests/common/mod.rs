@@ -80,12 +80,28 @@ impl Cluster {
         });
         let proxy_log = api.dir.path().join("minikproxy.log");
         let health_port = free_port(&node);
-        let c = Cluster { underlay, node, outside, api, cni_conf, proxy: std::sync::Mutex::new(None), proxy_log, health_port, _ipam: ipam, pods: vec![] };
+        let c = Cluster {
+            underlay,
+            node,
+            outside,
+            api,
+            cni_conf,
+            proxy: std::sync::Mutex::new(None),
+            proxy_log,
+            health_port,
+            _ipam: ipam,
+            pods: vec![],
+        };
         c.api.apply(&format!(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n  labels:\n    kubernetes.io/hostname: {NODE}\n"
         ));
         c.api.ok(&[
-            "patch", "node", NODE, "--subresource=status", "--type=merge", "-p",
+            "patch",
+            "node",
+            NODE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
             r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"test"}]}}"#,
         ]);
         c
@@ -143,7 +159,8 @@ impl Cluster {
     /// Stops minikproxy (by PID).
     pub fn stop_proxy(&self) {
         if let Some(mut c) = self.proxy.lock().ok().and_then(|mut p| p.take()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let _ = c.wait();
         }
     }
@@ -234,7 +251,13 @@ impl Drop for KillOnDrop {
 /// The `RulesProgrammed` Events about a Service.
 pub fn programmed_events(c: &Cluster, svc: &str) -> Vec<Value> {
     let ev: Value = serde_json::from_str(&c.api.ok(&["get", "events", "-o", "json"])).expect("events");
-    ev["items"].as_array().into_iter().flatten().filter(|e| e["reason"] == "RulesProgrammed" && e["involvedObject"]["name"] == svc).cloned().collect()
+    ev["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "RulesProgrammed" && e["involvedObject"]["name"] == svc)
+        .cloned()
+        .collect()
 }
 
 /// Starts servers in `ns` that answer `NAME CLIENT-IP`: TCP on :8080, UDP on :5353.
