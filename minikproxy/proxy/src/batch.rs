@@ -122,8 +122,11 @@ impl Existing {
 }
 
 /// The batch that makes the table hold exactly `desired`, in place: the base chains are
-/// rewritten, the maps refilled, every Service chain rewritten, and anything else
-/// minikproxy owns in the table (chains, sets of Services that are gone) deleted.
+/// rewritten and the maps refilled; a Service chain that already exists is kept as it is
+/// (its name stands for its rules, see [`crate::rules`]), missing ones are added, and
+/// anything else minikproxy owns in the table (chains, sets of Services that are gone or
+/// changed) is deleted. After a restart with nothing changed, only the base chains and
+/// the maps are written, whatever the number of Services.
 pub fn full_sync(table: &str, existing: &Existing, desired: &BTreeMap<ServiceKey, ServiceRules>) -> Vec<Value> {
     let base: BTreeSet<&str> = table::base_chain_names().into_iter().collect();
     let mut cmds = table::base_commands(table);
@@ -132,8 +135,10 @@ pub fn full_sync(table: &str, existing: &Existing, desired: &BTreeMap<ServiceKey
     }
     let wanted_chains: BTreeSet<&String> = desired.values().flat_map(|r| r.chains.keys()).collect();
     let wanted_sets: BTreeSet<&String> = desired.values().flat_map(|r| r.sets.keys()).collect();
-    // Every Service chain already there loses its rules (and references).
-    for c in existing.chains.iter().filter(|c| !base.contains(c.as_str())) {
+    let stale: Vec<&String> =
+        existing.chains.iter().filter(|c| !base.contains(c.as_str()) && !wanted_chains.contains(c)).collect();
+    // Chains that go lose their rules (and references) first.
+    for c in &stale {
         cmds.push(flush_chain(table, c));
     }
     for rules in desired.values() {
@@ -150,11 +155,13 @@ pub fn full_sync(table: &str, existing: &Existing, desired: &BTreeMap<ServiceKey
     }
     for rules in desired.values() {
         for (name, list) in &rules.chains {
-            cmds.extend(list.iter().map(|r| add_rule(table, name, r)));
+            if !existing.chains.contains(name) {
+                cmds.extend(list.iter().map(|r| add_rule(table, name, r)));
+            }
         }
         cmds.extend(rules.elements.iter().map(|e| element_cmd("add", table, e)));
     }
-    for c in existing.chains.iter().filter(|c| !base.contains(c.as_str()) && !wanted_chains.contains(c)) {
+    for c in stale {
         cmds.push(delete_chain(table, c));
     }
     for s in existing.sets.iter().filter(|s| !wanted_sets.contains(s)) {
@@ -217,16 +224,18 @@ mod tests {
     }
 
     #[test]
-    fn adding_an_endpoint_rewrites_the_service_chain_and_adds_one_endpoint_chain() {
+    fn adding_an_endpoint_replaces_the_service_chain_and_adds_one_endpoint_chain() {
         let old = rules(&["10.244.1.2"], None);
         let new = rules(&["10.244.1.2", "10.244.1.3"], None);
         let cmds = service_update("t", Some(&old), Some(&new));
         let v = verbs(&cmds);
-        // Flush the service chain, add the new endpoint chain, rules for both; the old
-        // endpoint chain and the map element stay as they are.
+        // A new service chain (new rules, new name) and a new endpoint chain; the map
+        // element moves to the new service chain; the old service chain goes; the
+        // unchanged endpoint chain is not touched.
+        assert_eq!(v.iter().filter(|x| *x == "add chain").count(), 2, "{v:?}");
         assert_eq!(v.iter().filter(|x| *x == "flush chain").count(), 1, "{v:?}");
-        assert_eq!(v.iter().filter(|x| *x == "add chain").count(), 1, "{v:?}");
-        assert!(!v.iter().any(|x| x.ends_with("element")), "{v:?}");
+        assert_eq!(v.iter().filter(|x| *x == "delete chain").count(), 1, "{v:?}");
+        assert_eq!(v.iter().filter(|x| x.ends_with("element")).count(), 2, "{v:?}");
         let text = serde_json::to_string(&cmds).expect("json");
         assert!(!text.contains("10.244.1.2__"), "the unchanged endpoint chain is not touched");
     }
@@ -257,6 +266,23 @@ mod tests {
         assert!(text.contains(r#"{"delete":{"set":{"family":"ip","name":"affinity-OLD","table":"t"}}}"#));
         assert!(!text.contains(r#""delete":{"chain":{"family":"ip","name":"services""#));
         assert!(!text.contains(r#""delete":{"table""#), "never deletes the table");
+    }
+
+    #[test]
+    fn a_resync_with_nothing_changed_rewrites_no_service_chain() {
+        let r = rules(&["10.244.1.2"], Some(60));
+        let existing = Existing {
+            table: true,
+            chains: r.chains.keys().cloned().chain(["services".to_string()]).collect(),
+            sets: r.sets.keys().cloned().collect(),
+        };
+        let desired: BTreeMap<_, _> = [(ServiceKey::new("ns", "web"), r.clone())].into_iter().collect();
+        let cmds = full_sync("t", &existing, &desired);
+        let text = serde_json::to_string(&cmds).expect("json");
+        for name in r.chains.keys() {
+            assert!(!text.contains(&format!(r#""chain":"{name}""#)), "{name} was rewritten");
+        }
+        assert!(text.contains(r#""add":{"element""#), "the maps are refilled");
     }
 
     #[test]

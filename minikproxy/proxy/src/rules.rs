@@ -16,8 +16,9 @@
 //!   endpoint is ready, of `no-endpoint-services` / `no-endpoint-nodeports` (rejected in
 //!   the filter chains).
 //!
-//! Names carry a short hash (of the readable part, and of the affinity timeout for sets)
-//! so a chain's name changes exactly when what it is for changes.
+//! Names carry a short hash: of the readable part and the rules for chains, of the
+//! readable part and the timeout for affinity sets. A name therefore stands for exactly
+//! one content, which keeps incremental batches and restarts simple (see [`crate::batch`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -99,6 +100,14 @@ fn short_hash(parts: &[&str]) -> String {
     h.finalize().iter().take(4).map(|b| format!("{b:02X}")).collect()
 }
 
+/// A chain's name: its kind, a hash of what it is for *and of its rules*, and the
+/// readable part. So a chain with a given name always holds the same rules: a change
+/// makes a new chain (the old one goes in the same transaction), and a full resync can
+/// keep every chain that already exists under a wanted name without rewriting it.
+fn chain_name(kind: &str, readable: &str, rules: &[Vec<Value>]) -> String {
+    named(kind, readable, &serde_json::to_string(rules).unwrap_or_default())
+}
+
 fn named(kind: &str, readable: &str, extra: &str) -> String {
     format!("{kind}-{}-{readable}", short_hash(&[readable, extra]))
 }
@@ -142,7 +151,6 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
         let mut targets: Vec<(&Endpoint, String, Option<String>)> = Vec::new();
         for ep in &ready {
             let readable = format!("{base}__{}/{}", ep.ip, ep.port);
-            let chain = named("endpoint", &readable, "");
             let set = svc.affinity_timeout.map(|t| named("affinity", &readable, &t.to_string()));
             let mut rules = vec![vec![expr::eq(expr::ip("saddr"), expr::addr(ep.ip)), expr::jump(MARK_FOR_MASQUERADE)]];
             if let (Some(set), Some(t)) = (&set, svc.affinity_timeout) {
@@ -150,12 +158,12 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
                 rules.push(vec![expr::update_saddr(set)]);
             }
             rules.push(expr::dnat(proto.nft(), ep.ip, ep.port).to_vec());
+            let chain = chain_name("endpoint", &readable, &rules);
             out.chains.insert(chain.clone(), rules);
             targets.push((ep, chain, set));
         }
 
         // The service chain: masquerade off-cluster ClusterIP clients, affinity, pick one.
-        let svc_chain = named("service", &base, "");
         let mut rules = Vec::new();
         if let Some(cidr) = cfg.cluster_cidr {
             for cip in &svc.cluster_ips {
@@ -169,6 +177,7 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
             }
         }
         rules.extend(pick(&targets.iter().collect::<Vec<_>>()));
+        let svc_chain = chain_name("service", &base, &rules);
         out.chains.insert(svc_chain.clone(), rules);
         for cip in &svc.cluster_ips {
             out.elements.insert(Element {
@@ -184,7 +193,6 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
         if port.node_port.is_none() && svc.lb_ips.is_empty() {
             continue;
         }
-        let ext_chain = named("external", &base, "");
         let mut rules = Vec::new();
         if svc.external_local {
             if let Some(cidr) = cfg.cluster_cidr {
@@ -211,6 +219,7 @@ pub fn service_rules(cfg: &RuleConfig, svc: &Service, eps: &ServiceEndpoints) ->
             }
             rules.push(vec![expr::goto(&svc_chain)]);
         }
+        let ext_chain = chain_name("external", &base, &rules);
         out.chains.insert(ext_chain.clone(), rules);
         for lb in &svc.lb_ips {
             out.elements.insert(Element {

@@ -132,6 +132,14 @@ fn full_sync_then_one_service_change_touches_only_that_service() {
     let l = listing(&ns);
     assert_eq!(table_handle(&l), handle_before, "the table was not recreated");
     assert!(!handles(&l).contains_key("service-STALE-x"));
+    // Resyncing again (a restart with nothing changed) rewrites no Service chain.
+    let before = handles(&listing(&ns));
+    let existing = ns.run(|| nftables::existing(TABLE)).expect("existing");
+    apply(&ns, batch::full_sync(TABLE, &existing, &desired));
+    let after = handles(&listing(&ns));
+    for (chain, h) in before.iter().filter(|(c, _)| c.contains("default/")) {
+        assert_eq!(after.get(chain), Some(h), "{chain} was rewritten by a resync that changed nothing");
+    }
     assert!(ns.run(|| nftables::intact(TABLE)).expect("check"));
     ns.exec("nft", &["delete", "table", "ip", TABLE]);
     assert!(!ns.run(|| nftables::intact(TABLE)).expect("check"));
