@@ -131,8 +131,11 @@ pub fn down(state_dir: &Path) -> anyhow::Result<()> {
 pub fn kill_node(state_dir: &Path, node: &str) -> anyhow::Result<()> {
     let cfg = ClusterConfig::load(state_dir)?;
     let layout = cfg.layout();
-    if cfg.node_index(node).is_none() {
-        bail!("no node {node:?} in this cluster; nodes are {}", cfg.node_names().join(", "));
+    // A VM node's QEMU runs in the VM's group: killing it powers the VM off.
+    let vms = crate::vm::VmConfig::load(&layout)?.names();
+    if cfg.node_index(node).is_none() && !vms.iter().any(|v| v == node) {
+        let all: Vec<String> = cfg.node_names().into_iter().chain(vms).collect();
+        bail!("no node {node:?} in this cluster; nodes are {}", all.join(", "));
     }
     if running_keeper(&layout).is_none() {
         bail!("the cluster in {} is not running", state_dir.display());

@@ -1,7 +1,8 @@
 //! VM nodes: the node image (`images/vm/build.sh`) is cached and reproducible, and
 //! `minik up --nodes 1 --vms 2` boots two QEMU VMs (their own Debian kernel) that register
 //! with the API, get pod CIDRs, run pods and route pod to pod across nodes without NAT —
-//! checked with the real kubectl, as a person on the host would.
+//! checked with the real kubectl, as a person on the host would; a VM powered off goes
+//! NotReady, and `down` leaves no QEMU.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +21,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
-/// `images/vm/build.sh ARGS…` with the binaries the tests use; returns its output.
+/// `images/vm/build.sh ARGS…` (binaries from the tests' bin dir unless ARGS say
+/// otherwise); returns its output.
 fn build_image(args: &[&str]) -> String {
     let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = Command::new(repo().join("images/vm/build.sh"));
@@ -42,20 +44,32 @@ fn sha256(p: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
+/// The node binaries the image is made of.
+const NODE_BINARIES: [&str; 5] = ["minilet", "minilet-shim", "minik-oci", "cni-bridge", "minikproxy"];
+
 #[test]
 fn the_node_image_is_cached_and_reproducible() {
-    build_image(&[]);
-    let again = build_image(&[]);
+    // A snapshot of the binaries: the shared target/ may be rebuilt while this runs.
+    let target = repo().join("target");
+    let snap = tempfile::tempdir_in(&target).expect("tempdir in target/");
+    for b in NODE_BINARIES {
+        std::fs::copy(bin_dir().join(b), snap.path().join(b)).unwrap_or_else(|e| panic!("copy {b}: {e}"));
+    }
+    let snap_dir = snap.path().display().to_string();
+    let first = tempfile::tempdir_in(&target).expect("tempdir");
+    let first_dir = first.path().display().to_string();
+    build_image(&["--bin-dir", &snap_dir, "--out", &first_dir]);
+    let again = build_image(&["--bin-dir", &snap_dir, "--out", &first_dir]);
     assert!(again.contains("up to date"), "a second build with the same inputs should be skipped:\n{again}");
-    let image = repo().join("target/images/vm");
-    let want = manifest(&image);
+    let want = manifest(first.path());
     assert_eq!(want.len(), 2, "{want:?}");
-    let fresh = tempfile::tempdir().expect("tempdir");
-    build_image(&["--force", "--out", &fresh.path().display().to_string()]);
+    assert!(want.contains(&format!("initramfs.img {}", sha256(&first.path().join("initramfs.img")))), "the manifest does not match: {want:?}");
+
+    let fresh = tempfile::tempdir_in(&target).expect("tempdir");
+    build_image(&["--force", "--bin-dir", &snap_dir, "--out", &fresh.path().display().to_string()]);
     assert_eq!(manifest(fresh.path()), want, "a forced rebuild from the same inputs gives different files");
-    assert_eq!(sha256(&fresh.path().join("initramfs.img")), sha256(&image.join("initramfs.img")));
-    // The manifest tells the truth about the files.
-    assert!(want.contains(&format!("initramfs.img {}", sha256(&image.join("initramfs.img")))), "{want:?}");
+    assert_eq!(sha256(&fresh.path().join("initramfs.img")), sha256(&first.path().join("initramfs.img")));
+    assert_eq!(sha256(&fresh.path().join("vmlinuz")), sha256(&first.path().join("vmlinuz")));
 }
 
 /// A busybox pod pinned to `node` that answers `/cgi-bin/ip` with its client's address.
@@ -143,7 +157,7 @@ fn two_vm_nodes_join_run_pods_and_route_pod_to_pod() {
     let state = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut c = Cluster { state, port, up_output: String::new() };
-    let out = c.minik_for(&["up", "--api-port", &port.to_string(), "--nodes", "1", "--vms", "2", "--no-demo"], Duration::from_secs(480));
+    let out = c.minik_for(&["up", "--api-port", &port.to_string(), "--nodes", "1", "--vms", "2", "--no-demo", "--node-monitor-grace-period", "10s"], Duration::from_secs(480));
     c.up_output = text(&out);
     assert!(out.status.success(), "minik up --vms 2 failed:\n{}\n{}", c.up_output, c.logs_tail());
     assert!(c.up_output.contains("VM nodes: vm1, vm2 under QEMU ... ok"), "{}", c.up_output);
@@ -183,6 +197,19 @@ fn two_vm_nodes_join_run_pods_and_route_pod_to_pod() {
         let seen = c.wait(&format!("{client} → web"), 60 * SEC, || seen_by(&c, client, &server_ip));
         assert_eq!(&seen, ip, "{client} → web on vm1: the server saw {seen}, the client pod is {ip}");
     }
+
+    // A VM powered off (`minik kill vm2` ends its QEMU): the node goes NotReady.
+    let out = c.minik(&["kill", "vm2"]);
+    assert!(out.status.success(), "minik kill vm2: {}", text(&out));
+    assert_eq!(qemus_of(c.dir()).len(), 1, "vm2's QEMU still runs after minik kill vm2");
+    c.wait("vm2 NotReady", 90 * SEC, || {
+        let n = c.json(&["get", "node", "vm2"]);
+        let conds = n["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        match conds.iter().find(|c| c["type"] == "Ready") {
+            Some(r) if r["status"] != "True" => Ok(()),
+            other => Err(format!("vm2 Ready condition: {other:?}")),
+        }
+    });
 
     // The VM's console log is kept per node; down stops the VMs by PID.
     let console = std::fs::read_to_string(c.dir().join("logs/vm1-console.log")).expect("vm1's console log");
