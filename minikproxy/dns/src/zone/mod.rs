@@ -458,6 +458,10 @@ impl Zone {
 
     /// PTR for `*.in-addr.arpa` / `*.ip6.arpa` of an IP the zone knows; `None` for other names.
     fn reverse_lookup(&self, name: &Name, qtype: RecordType) -> Option<Lookup> {
+        // Cheap test first: parsing a non-arpa name would build an error per query.
+        if !name.iter().last().is_some_and(|l| l.eq_ignore_ascii_case(b"arpa")) {
+            return None;
+        }
         let net = name.parse_arpa_name().ok()?;
         if net.prefix_len() != net.max_prefix_len() {
             return None;
