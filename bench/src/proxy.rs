@@ -38,6 +38,9 @@ pub struct ProxyRun {
     pub incremental: Vec<Duration>,
     /// Full rewrites, in call order.
     pub full: Vec<Duration>,
+    /// minikproxy's resync at start when nothing changed (read the chain names, then one
+    /// batch that rewrites the base chains and refills the maps).
+    pub resync: Vec<Duration>,
     /// Commands in one incremental batch (the last one).
     pub incremental_commands: usize,
     /// Commands in one full rewrite.
@@ -93,6 +96,7 @@ pub fn run(services: usize, changes: usize, full_budget: Duration) -> Result<Pro
         rules,
         incremental: Vec::with_capacity(changes),
         full: Vec::with_capacity(changes),
+        resync: Vec::new(),
         incremental_commands: 0,
         full_commands: 0,
     };
@@ -121,6 +125,12 @@ pub fn run(services: usize, changes: usize, full_budget: Duration) -> Result<Pro
         let restore = old.context("the service was programmed")?;
         apply(&inc_ns, batch::service_update(TABLE, Some(&new), Some(&restore)))?;
         desired.insert(key, restore);
+    }
+    for _ in 0..3 {
+        let t = Instant::now();
+        let existing = inc_ns.run(|| minikproxy::nftables::existing_chains(TABLE)).context("listing chains")?;
+        apply(&inc_ns, batch::full_sync(TABLE, &existing, &desired))?;
+        out.resync.push(t.elapsed());
     }
     Ok(out)
 }

@@ -75,6 +75,15 @@ fn bench() -> Result<()> {
             ip50.as_secs_f64() / fp50.as_secs_f64()
         );
     }
+    for r in &runs {
+        let (p50, _) = proxy::p50_p99(&r.resync).context("no samples")?;
+        println!(
+            "minikproxy restart with {} Services and nothing changed: full resync in {:.1} ms (median of {})",
+            r.services,
+            ms(p50),
+            r.resync.len()
+        );
+    }
     println!(
         "\nbatch sizes (nft commands): {}",
         runs.iter()
