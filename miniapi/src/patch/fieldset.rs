@@ -88,7 +88,12 @@ fn walk(
                 names.push(field.to_string());
                 for e in a {
                     let Some(kv) = e.get(key) else { continue };
-                    path.push(format!("k:{}", json!({ key: kv })));
+                    // Ports are keyed by port and protocol, as the API's list-map keys.
+                    let k = match e.get("protocol") {
+                        Some(proto) if matches!(key, "port" | "containerPort") => json!({ key: kv, "protocol": proto }),
+                        _ => json!({ key: kv }),
+                    };
+                    path.push(format!("k:{k}"));
                     out.insert(path.clone());
                     if let Value::Object(em) = e {
                         for (k, cv) in em {

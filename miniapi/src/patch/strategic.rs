@@ -224,9 +224,10 @@ fn merge_list(
                     }
                     continue;
                 };
-                let pos = cur.iter().position(|c| key_of(c, key) == Some(kv));
+                let same = |c: &Value| key_of(c, key) == Some(kv) && same_protocol(key, c, pm);
+                let pos = cur.iter().position(same);
                 if pm.get("$patch").and_then(Value::as_str) == Some("delete") {
-                    cur.retain(|c| key_of(c, key) != Some(kv));
+                    cur.retain(|c| !same(c));
                     continue;
                 }
                 match pos {
@@ -250,6 +251,19 @@ fn merge_list(
     }
 }
 
+/// Ports are told apart by port *and* protocol (the API's list-map keys), so 53/UDP and
+/// 53/TCP stay two elements. A patch element that names no protocol matches by port
+/// alone, as kubectl's strategic merge patches (merge key `port`) expect.
+fn same_protocol(key: &str, current: &Value, patch: &Map<String, Value>) -> bool {
+    if !matches!(key, "port" | "containerPort") {
+        return true;
+    }
+    match patch.get("protocol").and_then(Value::as_str) {
+        None => true,
+        Some(p) => current.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == p,
+    }
+}
+
 fn reorder(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
     let matches = |item: &Value, o: &Value| match strategy {
         ListStrategy::MergeKey(k) => key_of(item, k).is_some() && key_of(item, k) == key_of(o, k),
@@ -268,6 +282,18 @@ fn reorder(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ports_with_one_number_and_two_protocols_stay_two() {
+        let cur = json!({"spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}});
+        let p = json!({"spec": {"ports": [{"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}});
+        let out = merge(Kind::Service, &cur, &p).expect("merge");
+        assert_eq!(out["spec"]["ports"].as_array().map(Vec::len), Some(2), "{out}");
+        let p = json!({"spec": {"ports": [{"port": 53, "protocol": "UDP", "name": "d"}]}});
+        let out = merge(Kind::Service, &out, &p).expect("merge");
+        assert_eq!(out["spec"]["ports"][0]["name"], "d");
+        assert_eq!(out["spec"]["ports"][1]["name"], "dns-tcp");
+    }
 
     #[test]
     fn containers_merge_by_name() {
