@@ -5,6 +5,9 @@
 //!    file; etcd through `etcd-client`), p50/p99 — what each backend costs by itself.
 //! 2. API creates: N sequential ConfigMap creates through the API (kube-rs client, HTTPS,
 //!    bearer token) against `miniapi --store redb` and `miniapi --store etcd`, p50/p99.
+//!
+//!    In both, the two backends take turns (one create on each), so both see the same
+//!    background load of a shared machine.
 //! 3. API list: the N ConfigMaps listed R times, objects/s; watch: the N ADDED events
 //!    replayed from the resourceVersion before the creates, objects/s.
 //! 4. Pods (`--pods 30`, 0 to skip): a minilet node joined to `miniapi --store redb`;
@@ -204,27 +207,23 @@ impl MiniApi {
     }
 }
 
-fn store_creates(store: &dyn Store, n: usize) -> Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let v = json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"}});
-        let t = Instant::now();
-        store
-            .create(&format!("/registry/core/configmaps/bench/cm-{i}"), v)
-            .context("store create")?;
-        out.push(t.elapsed());
-    }
-    Ok(out)
+fn store_create(store: &dyn Store, i: usize) -> Result<Duration> {
+    let v =
+        json!({"kind": "ConfigMap", "metadata": {"name": format!("cm-{i}")}, "data": {"k": "v"}});
+    let t = Instant::now();
+    store
+        .create(&format!("/registry/core/configmaps/bench/cm-{i}"), v)
+        .context("store create")?;
+    Ok(t.elapsed())
 }
 
-/// What one API server measured.
-struct ApiFigures {
-    creates: Vec<Duration>,
-    list_per_s: f64,
-    watch_per_s: f64,
+/// One API server's namespace for the benchmark, and the list revision before the creates.
+struct Target {
+    cms: Api<ConfigMap>,
+    before: String,
 }
 
-async fn api_figures(client: Client, n: usize, rounds: usize) -> Result<ApiFigures> {
+async fn target(client: Client) -> Result<Target> {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "bench"}}))?;
     nss.create(&PostParams::default(), &ns)
@@ -235,37 +234,42 @@ async fn api_figures(client: Client, n: usize, rounds: usize) -> Result<ApiFigur
         .list(&ListParams::default())
         .await?
         .metadata
-        .resource_version;
-    let before = before.context("list without a resourceVersion")?;
-    let mut creates = Vec::with_capacity(n);
-    for i in 0..n {
-        let cm: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": format!("cm-{i}"), "labels": {"bench": "api"}}, "data": {"k": "v"}}),
-        )?;
-        let t = Instant::now();
-        cms.create(&PostParams::default(), &cm)
-            .await
-            .with_context(|| format!("creating cm-{i}"))?;
-        creates.push(t.elapsed());
-    }
+        .resource_version
+        .context("list without a resourceVersion")?;
+    Ok(Target { cms, before })
+}
 
-    let t = Instant::now();
+async fn api_create(t: &Target, i: usize) -> Result<Duration> {
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": format!("cm-{i}"), "labels": {"bench": "api"}}, "data": {"k": "v"}}),
+    )?;
+    let start = Instant::now();
+    t.cms
+        .create(&PostParams::default(), &cm)
+        .await
+        .with_context(|| format!("creating cm-{i}"))?;
+    Ok(start.elapsed())
+}
+
+/// List throughput (N objects, `rounds` times) and watch replay throughput, objects/s.
+async fn throughput(t: &Target, n: usize, rounds: usize) -> Result<(f64, f64)> {
+    let start = Instant::now();
     let mut listed = 0usize;
     for _ in 0..rounds {
-        listed += cms
+        listed += t
+            .cms
             .list(&ListParams::default().labels("bench=api"))
             .await?
             .items
             .len();
     }
-    let list_per_s = listed as f64 / t.elapsed().as_secs_f64();
+    let list_per_s = listed as f64 / start.elapsed().as_secs_f64();
     if listed != n * rounds {
         bail!("listed {listed} objects, expected {}", n * rounds);
     }
-
-    let t = Instant::now();
+    let start = Instant::now();
     let wp = WatchParams::default().labels("bench=api").timeout(60);
-    let mut stream = cms.watch(&wp, &before).await?.boxed();
+    let mut stream = t.cms.watch(&wp, &t.before).await?.boxed();
     let mut seen = 0usize;
     while seen < n {
         match stream.try_next().await? {
@@ -275,12 +279,7 @@ async fn api_figures(client: Client, n: usize, rounds: usize) -> Result<ApiFigur
             None => bail!("the watch ended after {seen} of {n} events"),
         }
     }
-    let watch_per_s = n as f64 / t.elapsed().as_secs_f64();
-    Ok(ApiFigures {
-        creates,
-        list_per_s,
-        watch_per_s,
-    })
+    Ok((list_per_s, n as f64 / start.elapsed().as_secs_f64()))
 }
 
 fn bench(args: &Args) -> Result<()> {
@@ -290,34 +289,44 @@ fn bench(args: &Args) -> Result<()> {
     let etcd = Etcd::start(dir)?;
     eprintln!("etcd {} (data in {})", etcd.endpoint(), dir.display());
 
-    eprintln!("store: {} creates on redb, then on etcd", args.n);
+    // Interleaved (one create on each, in turn), so both backends see the same
+    // background load on this shared machine.
+    eprintln!("store: {} creates on redb and etcd, interleaved", args.n);
     let redb = RedbStore::open(&dir.join("store.redb")).context("opening redb")?;
-    let store_redb = store_creates(&redb, args.n)?;
-    drop(redb);
     let etcd_store =
         EtcdStore::connect(&[etcd.endpoint()], "/bench-store").context("connecting to etcd")?;
-    let store_etcd = store_creates(&etcd_store, args.n)?;
+    let (mut store_redb, mut store_etcd) = (Vec::new(), Vec::new());
+    for i in 0..args.n {
+        store_redb.push(store_create(&redb, i)?);
+        store_etcd.push(store_create(&etcd_store, i)?);
+    }
+    drop(redb);
     drop(etcd_store);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    eprintln!("api: miniapi --store redb");
-    let api_redb = MiniApi::start(&dir.join("api-redb"), &[])?;
-    let redb_fig = rt.block_on(async {
-        api_figures(api_redb.client().await?, args.n, args.list_rounds).await
-    })?;
-    drop(api_redb);
-    eprintln!("api: miniapi --store etcd");
+    eprintln!("api: miniapi --store redb and miniapi --store etcd, creates interleaved");
     let ep = etcd.endpoint();
+    let api_redb = MiniApi::start(&dir.join("api-redb"), &[])?;
     let api_etcd = MiniApi::start(
         &dir.join("api-etcd"),
         &["--store", "etcd", "--etcd-endpoints", &ep],
     )?;
-    let etcd_fig = rt.block_on(async {
-        api_figures(api_etcd.client().await?, args.n, args.list_rounds).await
+    let (api_redb_creates, api_etcd_creates, redb_tp, etcd_tp) = rt.block_on(async {
+        let r = target(api_redb.client().await?).await?;
+        let e = target(api_etcd.client().await?).await?;
+        let (mut rc, mut ec) = (Vec::new(), Vec::new());
+        for i in 0..args.n {
+            rc.push(api_create(&r, i).await?);
+            ec.push(api_create(&e, i).await?);
+        }
+        let rt = throughput(&r, args.n, args.list_rounds).await?;
+        let et = throughput(&e, args.n, args.list_rounds).await?;
+        Ok::<_, anyhow::Error>((rc, ec, rt, et))
     })?;
+    drop(api_redb);
     drop(api_etcd);
 
     let pods = if args.pods > 0 {
@@ -339,19 +348,19 @@ fn bench(args: &Args) -> Result<()> {
     row("store: etcd (etcd-client txn)", &store_etcd);
     row(
         "API: miniapi --store redb (kube-rs client)",
-        &redb_fig.creates,
+        &api_redb_creates,
     );
     row(
         "API: miniapi --store etcd (kube-rs client)",
-        &etcd_fig.creates,
+        &api_etcd_creates,
     );
     let ratio = |a: &[Duration], b: &[Duration]| p50_p99(a).0 / p50_p99(b).0;
     println!(
         "etcd / redb p50: store {:.2}x, API {:.2}x; API overhead over its store p50: redb {:+.2} ms, etcd {:+.2} ms",
         ratio(&store_etcd, &store_redb),
-        ratio(&etcd_fig.creates, &redb_fig.creates),
-        p50_p99(&redb_fig.creates).0 - p50_p99(&store_redb).0,
-        p50_p99(&etcd_fig.creates).0 - p50_p99(&store_etcd).0,
+        ratio(&api_etcd_creates, &api_redb_creates),
+        p50_p99(&api_redb_creates).0 - p50_p99(&store_redb).0,
+        p50_p99(&api_etcd_creates).0 - p50_p99(&store_etcd).0,
     );
     println!(
         "\n{:<44} {:>12} {:>12}",
@@ -360,14 +369,14 @@ fn bench(args: &Args) -> Result<()> {
     println!(
         "{:<44} {:>12.0} {:>12.0}",
         format!("list {} objects x {}", args.n, args.list_rounds),
-        redb_fig.list_per_s,
-        etcd_fig.list_per_s
+        redb_tp.0,
+        etcd_tp.0
     );
     println!(
         "{:<44} {:>12.0} {:>12.0}",
         format!("watch: replay {} ADDED from a resourceVersion", args.n),
-        redb_fig.watch_per_s,
-        etcd_fig.watch_per_s
+        redb_tp.1,
+        etcd_tp.1
     );
     if let Some(p) = pods {
         let (a, b) = p50_p99(&p);
