@@ -237,6 +237,9 @@ impl VmNode {
         c.args(["-append", &self.cmdline(cfg)]);
         c.args(["-netdev", &format!("tap,id=n0,ifname={},script=no,downscript=no", self.tap)]);
         c.args(["-device", &format!("virtio-net-pci,netdev=n0,mac={}", self.mac())]);
+        // Entropy from the host (the image loads virtio_rng): an idle VM under TCG gathers
+        // so little that the first blocking getrandom() (TLS, pod sandboxes) waits minutes.
+        c.args(["-device", "virtio-rng-pci"]);
         c.arg("-virtfs").arg(format!("local,path={},mount_tag=minik,security_model=none,id=fs0", self.dir.display()));
         c.arg("-virtfs").arg(format!("local,path={},mount_tag=images,security_model=none,readonly=on,id=fs1", cfg.images.display()));
         c
@@ -422,6 +425,7 @@ mod tests {
             "local,path=/s/vm1,mount_tag=minik",
             "local,path=/i,mount_tag=images,security_model=none,readonly=on",
             "-serial file:/s/logs/vm1-console.log",
+            "-device virtio-rng-pci",
         ] {
             assert!(joined.contains(want), "{want} not in {joined}");
         }

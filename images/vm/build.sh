@@ -37,6 +37,7 @@ HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack)
 # `depends=` (.modinfo), so the order in the image is a valid load order.
 MODULES=(
   virtio virtio_ring virtio_pci virtio_net virtio_blk
+  virtio_rng  # entropy from the host: without it the first blocking getrandom() waits minutes under TCG
   9pnet 9pnet_virtio 9p
   overlay veth bridge br_netfilter
   crc32c_generic  # libcrc32c (nf_conntrack, nf_nat) asks for it as a softdep, not in depends=
