@@ -72,6 +72,12 @@ for b in "${HOST_BINARIES[@]}"; do
   [ -x "$b" ] || die "$b is missing; run scripts/deps.sh (as root) to install nftables, iproute2 and conntrack"
 done
 mkdir -p "$WORK/debs" "$OUT"
+# One build at a time: they share the work files (rootfs, kernel) under target/images/vm.
+exec 9>"$WORK/build.lock"
+if ! flock -n 9; then
+  echo "    another images/vm/build.sh runs; waiting for it"
+  flock 9
+fi
 
 # --- the kernel package ---------------------------------------------------------------
 

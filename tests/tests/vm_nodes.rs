@@ -1,6 +1,7 @@
 //! VM nodes: the node image (`images/vm/build.sh`) is cached and reproducible, and
 //! `minik up --nodes 1 --vms 2` boots two QEMU VMs (their own Debian kernel) that register
-//! with the API, get pod CIDRs, run pods and route pod to pod across nodes without NAT —
+//! with the API, get pod CIDRs, run pods, route pod to pod across nodes without NAT and
+//! forward Services (ClusterIP from a pod, NodePort on a VM's address from `ext`) —
 //! checked with the real kubectl, as a person on the host would; a VM powered off goes
 //! NotReady, and `down` leaves no QEMU.
 
@@ -77,7 +78,7 @@ fn who_am_i_pod(name: &str, node: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
-metadata: {{name: {name}, namespace: default}}
+metadata: {{name: {name}, namespace: default, labels: {{app: {name}}}}}
 spec:
   nodeName: {node}
   terminationGracePeriodSeconds: 1
@@ -197,6 +198,22 @@ fn two_vm_nodes_join_run_pods_and_route_pod_to_pod() {
         let seen = c.wait(&format!("{client} → web"), 60 * SEC, || seen_by(&c, client, &server_ip));
         assert_eq!(&seen, ip, "{client} → web on vm1: the server saw {seen}, the client pod is {ip}");
     }
+
+    // Services through minikproxy in the VMs: the ClusterIP from a pod on vm2 (the server
+    // still sees the client pod), and the NodePort on vm2's address from `ext`, an underlay
+    // host that is not a node.
+    c.ok(&["expose", "pod", "web", "--name", "web-svc", "--port", "8080", "--type", "NodePort"]);
+    let svc = c.json(&["get", "svc", "web-svc"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().expect("clusterIP").to_string();
+    let node_port = svc["spec"]["ports"][0]["nodePort"].as_i64().expect("nodePort");
+    let seen = c.wait("client-vm → web-svc", 60 * SEC, || seen_by(&c, "client-vm", &cluster_ip));
+    assert_eq!(seen, vm_client, "client-vm → ClusterIP {cluster_ip} → web: the server saw {seen}");
+    let url = format!("http://192.168.50.13:{node_port}/cgi-bin/ip");
+    let from_ext = c.wait("NodePort on vm2 from ext", 60 * SEC, || {
+        let out = c.shell("ext", &["timeout", "10", "busybox", "wget", "-qO-", &url]);
+        if out.status.success() { Ok(plain_ip(&String::from_utf8_lossy(&out.stdout))) } else { Err(text(&out)) }
+    });
+    assert!(!from_ext.is_empty(), "the NodePort on vm2 answered nothing");
 
     // A VM powered off (`minik kill vm2` ends its QEMU): the node goes NotReady.
     let out = c.minik(&["kill", "vm2"]);
