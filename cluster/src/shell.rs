@@ -25,6 +25,13 @@ pub fn shell(state_dir: &Path, host: &str, command: &[OsString]) -> anyhow::Resu
     let Some(pid) = running_keeper(&layout) else {
         bail!("the cluster in {} is not running; start it with `minik up`", state_dir.display());
     };
+    if crate::vm::VmConfig::load(&layout)?.names().iter().any(|v| v == host) {
+        bail!(
+            "{host} is a VM node, with no shell from here yet; its console log is {}, its services' logs are in {}; reach it over the underlay from `minik shell ext`",
+            layout.logs().join(format!("{host}-console.log")).display(),
+            layout.node_dir(host).join("logs").display()
+        );
+    }
     if host != EXT && host != UNDERLAY && cfg.node_index(host).is_none() {
         bail!("no host {host:?}: choose ext, underlay or one of {}", cfg.node_names().join(", "));
     }
