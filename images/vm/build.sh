@@ -56,7 +56,7 @@ while (($#)); do
     --force) force=1 ;;
     --bin-dir) BIN_DIR="$(realpath "${2:?--bin-dir needs a directory}")"; shift ;;
     --out) mkdir -p "${2:?--out needs a directory}"; OUT="$(realpath "$2")"; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
   shift
