@@ -74,11 +74,26 @@ impl Drop for ApiServer {
 
 #[test]
 fn a_pod_bound_through_the_api_runs_reports_status_and_is_deleted() {
+    pod_lifecycle_through_the_api("10.247.20.0/24", None);
+}
+
+/// The same with runc, which (unlike minik-oci) makes the pod's cgroups in every v1
+/// hierarchy: minilet removes them all.
+#[test]
+fn the_same_under_runc_leaves_no_cgroup_behind() {
+    pod_lifecycle_through_the_api("10.247.21.0/24", Some("/usr/bin/runc"));
+}
+
+fn pod_lifecycle_through_the_api(subnet: &str, runtime: Option<&str>) {
     require_sandbox();
-    let mut node = MiniletNode::new("10.247.20.0/24", "");
+    let mut node = MiniletNode::new(subnet, "");
     let api = ApiServer::start(&node.ns);
     let cfg = node.dir.path().join("minilet.yaml");
     let mut text = std::fs::read_to_string(&cfg).expect("config");
+    if let Some(rt) = runtime {
+        text = text.lines().map(|l| if l.starts_with("runtime:") { format!("runtime: {rt}") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+        text.push('\n');
+    }
     text.push_str(&format!("kubeconfig: {}\nnodeIP: 10.0.0.11\n", api.kubeconfig.display()));
     std::fs::write(&cfg, text).expect("config");
     node.start();
@@ -93,12 +108,16 @@ fn a_pod_bound_through_the_api_runs_reports_status_and_is_deleted() {
     let (ok, out) = api.kubectl(&node.ns, &["apply", "-f", &manifest.display().to_string()]);
     assert!(ok, "{out}");
     let wide = api.wait(&node, &["get", "pods", "-o", "wide"], "the pod runs and is ready", |o| {
-        o.contains("web") && o.contains("1/1") && o.contains("Running") && o.contains("10.247.20.")
+        o.contains("web") && o.contains("1/1") && o.contains("Running") && o.contains(subnet.trim_end_matches("0/24"))
     });
     assert!(wide.contains("node1"), "{wide}");
     let (_, ip) = api.kubectl(&node.ns, &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
     let body = node.ns.exec("busybox", &["wget", "-qO-", &format!("http://{}:8080/", ip.trim())]);
     assert_eq!(String::from_utf8_lossy(&body.stdout).trim(), "hi");
+
+    let (_, uid) = api.kubectl(&node.ns, &["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"]);
+    let uid = uid.trim().to_string();
+    assert!(!uid.is_empty());
 
     let (ok, out) = api.kubectl(&node.ns, &["delete", "pod", "web", "--wait=true", "--timeout=30s"]);
     assert!(ok, "{out}");
@@ -108,4 +127,21 @@ fn a_pod_bound_through_the_api_runs_reports_status_and_is_deleted() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(node.allocated_ips().is_empty(), "its IP was released");
+    // Its cgroups are gone from every hierarchy, including those the runtime alone uses.
+    let end = Instant::now() + Duration::from_secs(10);
+    let left = || -> Vec<String> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.flatten()
+                    .flat_map(|h| [h.path().join(format!("minik/pod{uid}")), h.path().join(format!("unified/minik/pod{uid}"))])
+                    .filter(|p| p.exists())
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    while Instant::now() < end && !left().is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(left().is_empty(), "the pod's cgroups are left behind: {:?}", left());
 }

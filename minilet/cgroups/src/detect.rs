@@ -274,6 +274,34 @@ pub(crate) fn open(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
     }
 }
 
+/// The directory of `path` in every mounted hierarchy: each v1 hierarchy (with
+/// controllers or named, like `name=systemd`) and the unified one.
+pub(crate) fn all_dirs(mounts: &[Mount], procs: &[ProcCgroup], path: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut out = Vec::new();
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2") {
+        let own = if m.fstype == "cgroup2" {
+            procs.iter().find(|p| p.id == 0 && p.controllers.is_empty())
+        } else {
+            procs.iter().find(|p| p.id != 0 && p.controllers.iter().any(|c| m.has_v1_controller(c)))
+        };
+        let Some(own) = own else { continue };
+        let dir = resolve(m, &own.path, path)?;
+        if !out.contains(&dir) {
+            out.push(dir);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes `path` (and every cgroup below it) from every mounted hierarchy.
+pub(crate) fn remove_everywhere(path: &str) -> Result<(), CgroupError> {
+    let (mounts, procs) = read_host()?;
+    for dir in all_dirs(&mounts, &procs, path)? {
+        crate::fs::remove_tree(&RealFs, &dir)?;
+    }
+    Ok(())
+}
+
 /// Opens `path` in the unified hierarchy, wherever it is mounted.
 pub(crate) fn open_unified(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
     let (mounts, procs) = read_host()?;
@@ -383,6 +411,23 @@ mod tests {
             layout_of(&parse_mountinfo("25 1 253:0 / / rw - ext4 /dev/vda rw\n")),
             None
         );
+    }
+
+    #[test]
+    fn all_dirs_covers_every_hierarchy_once() {
+        let mounts = parse_mountinfo(HYBRID_MOUNTINFO);
+        let procs = parse_proc_cgroup(HYBRID_PROC_CGROUP);
+        let dirs = all_dirs(&mounts, &procs, "minik/pod1").unwrap();
+        let want = [
+            "/sys/fs/cgroup/cpu/minik/pod1",
+            "/sys/fs/cgroup/cpuacct/minik/pod1",
+            "/sys/fs/cgroup/memory/process_api/a494/minik/pod1",
+            "/sys/fs/cgroup/pids/minik/pod1",
+            "/sys/fs/cgroup/systemd/minik/pod1",
+            "/sys/fs/cgroup/unified/minik/pod1",
+        ];
+        // cpuset has no line in this /proc/self/cgroup, so it is left out.
+        assert_eq!(dirs, want.iter().map(PathBuf::from).collect::<Vec<_>>());
     }
 
     #[test]

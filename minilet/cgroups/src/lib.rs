@@ -114,6 +114,14 @@ pub fn open(path: &str) -> Result<Box<dyn CgroupManager>, CgroupError> {
     detect::open(path)
 }
 
+/// Removes the cgroup `path` and everything below it from *every* mounted hierarchy,
+/// not only the controllers a manager uses: OCI runtimes (runc, crun, minik-oci) also
+/// create a container's cgroup in blkio, cpuset, devices, freezer, `name=systemd` and the
+/// unified hierarchy of a v1 or hybrid host. Missing directories are fine.
+pub fn remove_everywhere(path: &str) -> Result<(), CgroupError> {
+    detect::remove_everywhere(path)
+}
+
 /// Opens the cgroup named `path` in the unified (v2) hierarchy whatever the layout:
 /// `/sys/fs/cgroup` on V2 hosts, `/sys/fs/cgroup/unified` on hybrid ones (where it
 /// usually has no cpu/memory/pids controllers, so only create, add_task, pids, kill_all,

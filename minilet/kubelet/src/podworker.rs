@@ -412,6 +412,10 @@ impl PodWorker {
         if let Ok(cg) = minik_cgroups::open(&format!("minik/pod{uid}")) {
             let _ = cg.destroy();
         }
+        // The runtime also made the pod's cgroups in the hierarchies minilet does not manage.
+        if let Err(e) = minik_cgroups::remove_everywhere(&format!("minik/pod{uid}")) {
+            tracing::warn!(pod = ?self.rec.pod.metadata.name, error = %e, "cannot remove the pod's cgroups");
+        }
         let _ = std::fs::remove_dir_all(self.node.pod_dir(&uid));
         tracing::info!(pod = ?self.rec.pod.metadata.name, "pod stopped");
     }
