@@ -41,6 +41,15 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> Option<String>, 
     panic!("{what} did not happen within {limit:?}\n{}", diag());
 }
 
+/// Runs a closure when dropped (also when the test panics), e.g. to delete its pods.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// A busybox pod pinned to `node` that serves its client's address over HTTP (CGI).
 fn who_am_i_pod(name: &str, node: &str) -> String {
     format!(
@@ -180,7 +189,11 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_without_nat() {
         || n2.log(),
     );
 
-    // A pod on each node, with an IP from its node's CIDR.
+    // A pod on each node, with an IP from its node's CIDR; deleted at the end even if an
+    // assertion fails (pods outlive minilet by design, so nothing else would stop them).
+    let _delete_pods = OnDrop(|| {
+        let _ = kubectl(&n1, &admin, &["delete", "pod", "pa", "pb", "--ignore-not-found", "--wait=true", "--timeout=30s"]);
+    });
     for (pod, node) in [("pa", "nodea"), ("pb", "nodeb")] {
         let file = n1.dir.path().join(format!("{pod}.yaml"));
         std::fs::write(&file, who_am_i_pod(pod, node)).expect("manifest");
