@@ -47,8 +47,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Flags first, so `--help` works outside the sandbox.
+    let args = Args::parse();
     minik_tests::require_sandbox();
-    match bench() {
+    match bench(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nbench-cni failed: {e:#}");
@@ -57,8 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench() -> Result<()> {
-    let args = Args::parse();
+fn bench(args: Args) -> Result<()> {
     if std::env::var_os("MINIK_BIN_DIR").is_none() {
         let exe = std::env::current_exe().context("cannot find this binary's path")?;
         if let Some(dir) = exe.parent() {

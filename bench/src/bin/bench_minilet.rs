@@ -106,8 +106,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Flags first, so `--help` works outside the sandbox.
+    let args = Args::parse();
     minik_tests::require_sandbox();
-    match bench() {
+    match bench(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nbench-minilet failed: {e:#}");
@@ -136,8 +138,7 @@ fn runtimes_from(args: &Args) -> Result<Vec<Runtime>> {
     Ok(out)
 }
 
-fn bench() -> Result<()> {
-    let args = Args::parse();
+fn bench(args: Args) -> Result<()> {
     if std::env::var_os("MINIK_BIN_DIR").is_none() {
         let exe = std::env::current_exe().context("cannot find this binary's path")?;
         if let Some(dir) = exe.parent() {

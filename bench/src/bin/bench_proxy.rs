@@ -30,8 +30,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Flags first, so `--help` works outside the sandbox.
+    let args = Args::parse();
     minik_tests::require_sandbox();
-    match bench() {
+    match bench(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("\nbench-proxy failed: {e:#}");
@@ -40,8 +42,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench() -> Result<()> {
-    let args = Args::parse();
+fn bench(args: Args) -> Result<()> {
     if let Some(bad) = args.services.iter().find(|n| **n == 0 || **n > 50_000) {
         anyhow::bail!("--services {bad}: use 1..=50000");
     }
