@@ -7,6 +7,11 @@
 
 CARGO ?= cargo
 
+# CI builds once from a fresh clone: cargo's incremental cache would only take disk space.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 .PHONY: deps build images test bench up down
 
 deps:

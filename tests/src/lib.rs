@@ -8,12 +8,14 @@
 //! - [`Underlay`]: a bridge in its own namespace that nodes and hosts plug into;
 //! - [`Plugin`]: runs a CNI plugin binary on a node, as a runtime does;
 //! - [`tcp`]: a server that answers with the client's address, and its client.
+//! - [`pods`]: test pod manifests (who-am-i over HTTP, a sleeper).
 //! - [`miniapi`]: the API server in a namespace, driven by the real kubectl.
 //! - [`cluster`]: a whole cluster booted by `minik up`, taken down by `minik down`.
 
 pub mod cluster;
 pub mod miniapi;
 pub mod minilet;
+pub mod pods;
 pub mod tcp;
 
 use std::io::Write;

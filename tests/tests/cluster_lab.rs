@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use minik_tests::pods::{cgi_addr, sleeper_pod, who_am_i_pod};
 use minik_tests::cluster::{free_port, text, Cluster};
 use minik_tests::miniapi::kubectl_bin;
 use minik_tests::require_sandbox;
@@ -69,11 +70,6 @@ fn in_pod(c: &Cluster, ns: &str, pod: &str, cmd: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// An address as httpd's CGI reports it (`[::ffff:10.244.3.3]` → `10.244.3.3`).
-fn plain_ip(s: &str) -> String {
-    s.trim().trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:").to_string()
-}
-
 fn from_ext(c: &Cluster, url: &str) -> (bool, String) {
     let out = c.shell("ext", &["timeout", "5", "busybox", "wget", "-qO-", url]);
     (out.status.success(), text(&out).trim().to_string())
@@ -99,32 +95,6 @@ fn nft_rules(c: &Cluster, node: &str) -> String {
     let out = c.shell(node, &["nft", "list", "table", "ip", "minik-proxy"]);
     assert!(out.status.success(), "nft on {node}: {}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A busybox pod pinned to `node` that serves its client's address (`/cgi-bin/ip`).
-fn who_am_i_pod(name: &str, node: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{app: {name}}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: web
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /w/cgi-bin; printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /w/cgi-bin/ip; chmod +x /w/cgi-bin/ip; exec httpd -f -p 8080 -h /w"]
-    readinessProbe:
-      tcpSocket: {{port: 8080}}
-      periodSeconds: 1
-"#
-    )
-}
-
-fn sleeper_pod(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, \"3600\"]\n"
-    )
 }
 
 const SEC: Duration = Duration::from_secs(1);
@@ -263,14 +233,14 @@ fn the_course_lab_on_three_nodes() {
         Ok::<_, String>(p.ip)
     });
     let (ok, seen) = in_pod(&c, "default", "client", &format!("wget -qO- http://{}:8080/cgi-bin/ip", srv.ip));
-    assert!(ok && plain_ip(&seen) == client_ip, "node3 → node2 pod to pod: the server saw {seen:?}, the client is {client_ip}");
+    assert!(ok && cgi_addr(&seen) == client_ip, "node3 → node2 pod to pod: the server saw {seen:?}, the client is {client_ip}");
     let seen = c.wait("pod → Service → pod on another node", 20 * SEC, || {
         match in_pod(&c, "default", "client", "wget -qO- http://echo-svc.default.svc.cluster.local:8080/cgi-bin/ip") {
             (true, out) => Ok(out),
             (false, out) => Err(out),
         }
     });
-    assert_eq!(plain_ip(&seen), client_ip, "through the Service the server saw {seen:?}, not the client pod");
+    assert_eq!(cgi_addr(&seen), client_ip, "through the Service the server saw {seen:?}, not the client pod");
 
     // Scale 3 → 1: the endpoints follow, the NodePort keeps answering on every node.
     c.ok(&["-n", NS, "scale", "rs", "api-rs", "--replicas=1"]);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use minik_tests::minilet::MiniletNode;
+use minik_tests::pods::{cgi_addr, who_am_i_pod};
 use minik_tests::{bin, require_sandbox, sh, Underlay};
 
 /// A process started for the test, ended by PID when dropped.
@@ -48,26 +49,6 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     fn drop(&mut self) {
         (self.0)();
     }
-}
-
-/// A busybox pod pinned to `node` that serves its client's address over HTTP (CGI).
-fn who_am_i_pod(name: &str, node: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: web
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /w/cgi-bin; printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /w/cgi-bin/ip; chmod +x /w/cgi-bin/ip; exec httpd -f -p 8080 -h /w"]
-    readinessProbe:
-      tcpSocket: {{port: 8080}}
-      periodSeconds: 1
-"#
-    )
 }
 
 #[test]
@@ -218,9 +199,7 @@ fn pods_on_two_nodes_reach_each_other_by_pod_ip_without_nat() {
     for (from, to, from_ip) in [("pa", &ipb, &ipa), ("pb", &ipa, &ipb)] {
         let (ok, out) = kubectl(&n1, &admin, &["exec", from, "--", "wget", "-qO-", &format!("http://{to}:8080/cgi-bin/ip")]);
         assert!(ok, "exec in {from}: {out}");
-        // busybox httpd listens on IPv6 and shows IPv4 peers as [::ffff:a.b.c.d].
-        let seen = out.trim().trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:");
-        assert_eq!(seen, from_ip.as_str(), "the server sees the client pod's IP (no NAT)");
+        assert_eq!(cgi_addr(&out), from_ip.as_str(), "the server sees the client pod's IP (no NAT)");
     }
 
     // The conflist minilet wrote names the node's CIDR, the route and the cluster CIDR.

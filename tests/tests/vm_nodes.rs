@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use minik_tests::pods::{cgi_addr, sleeper_pod, who_am_i_pod};
 use minik_tests::cluster::{free_port, text, Cluster};
 use minik_tests::miniapi::wait_output;
 use minik_tests::{bin_dir, require_sandbox};
@@ -73,32 +74,6 @@ fn the_node_image_is_cached_and_reproducible() {
     assert_eq!(sha256(&fresh.path().join("vmlinuz")), sha256(&first.path().join("vmlinuz")));
 }
 
-/// A busybox pod pinned to `node` that answers `/cgi-bin/ip` with its client's address.
-fn who_am_i_pod(name: &str, node: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: default, labels: {{app: {name}}}}}
-spec:
-  nodeName: {node}
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: web
-    image: busybox
-    command: ["sh", "-c", "mkdir -p /w/cgi-bin; printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /w/cgi-bin/ip; chmod +x /w/cgi-bin/ip; exec httpd -f -p 8080 -h /w"]
-    readinessProbe:
-      tcpSocket: {{port: 8080}}
-      periodSeconds: 1
-"#
-    )
-}
-
-fn sleeper_pod(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox\n    command: [sleep, \"3600\"]\n"
-    )
-}
-
 fn ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().map(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")).unwrap_or(false)
 }
@@ -114,17 +89,12 @@ fn ready_ip(c: &Cluster, name: &str) -> Result<String, String> {
     }
 }
 
-/// An address as httpd's CGI gives it (`[::ffff:10.244.3.3]` → `10.244.3.3`).
-fn plain_ip(s: &str) -> String {
-    s.trim().trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:").to_string()
-}
-
 /// The client pod asks the server pod who it is; returns what the server saw.
 fn seen_by(c: &Cluster, client: &str, server_ip: &str) -> Result<String, String> {
     let cmd = format!("timeout 10 wget -qO- http://{server_ip}:8080/cgi-bin/ip 2>&1");
     let out = c.kubectl(&["exec", client, "--", "sh", "-c", &cmd]);
     if out.status.success() {
-        Ok(plain_ip(&String::from_utf8_lossy(&out.stdout)))
+        Ok(cgi_addr(&String::from_utf8_lossy(&out.stdout)))
     } else {
         Err(text(&out))
     }
@@ -211,7 +181,7 @@ fn two_vm_nodes_join_run_pods_and_route_pod_to_pod() {
     let url = format!("http://192.168.50.13:{node_port}/cgi-bin/ip");
     let from_ext = c.wait("NodePort on vm2 from ext", 60 * SEC, || {
         let out = c.shell("ext", &["timeout", "10", "busybox", "wget", "-qO-", &url]);
-        if out.status.success() { Ok(plain_ip(&String::from_utf8_lossy(&out.stdout))) } else { Err(text(&out)) }
+        if out.status.success() { Ok(cgi_addr(&String::from_utf8_lossy(&out.stdout))) } else { Err(text(&out)) }
     });
     assert!(!from_ext.is_empty(), "the NodePort on vm2 answered nothing");
 
