@@ -22,6 +22,7 @@ build: deps
 
 images: deps
 	images/build.sh
+	images/vm/build.sh --fetch
 
 test: build images
 	$(CARGO) test --workspace --no-run

@@ -11,6 +11,8 @@
 #   target/images/vm/manifest.txt     kernel version and the sha256 of both files
 #
 #   images/vm/build.sh [--force] [--bin-dir DIR] [--out DIR]
+#   images/vm/build.sh --fetch      only download the kernel packages (needs the network;
+#                                   `make images` runs it before the tests' sandbox)
 #
 # --bin-dir: the workspace binaries (default target/debug; they are stripped of debug
 # info in the image). --out: where the three files go (default target/images/vm).
@@ -54,6 +56,7 @@ die() { echo "error: $*" >&2; exit 1; }
 while (($#)); do
   case "$1" in
     --force) force=1 ;;
+    --fetch) fetch_only=1 ;;
     --bin-dir) BIN_DIR="$(realpath "${2:?--bin-dir needs a directory}")"; shift ;;
     --out) mkdir -p "${2:?--out needs a directory}"; OUT="$(realpath "$2")"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -66,7 +69,7 @@ for t in cpio zstd dpkg-deb apt-get strip sha256sum; do
   command -v "$t" >/dev/null || die "$t is missing; run scripts/deps.sh (as root) to install it"
 done
 for b in "${NODE_BINARIES[@]}"; do
-  [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing; build it: cargo build -p minilet -p minik-oci -p cni-bridge -p minikproxy"
+  [ -n "${fetch_only:-}" ] || [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing; build it: cargo build -p minilet -p minik-oci -p cni-bridge -p minikproxy"
 done
 for b in "${HOST_BINARIES[@]}"; do
   [ -x "$b" ] || die "$b is missing; run scripts/deps.sh (as root) to install nftables, iproute2 and conntrack"
@@ -185,6 +188,13 @@ add_module() {
 
 # --- inputs and cache -----------------------------------------------------------------------
 
+# --fetch: only download the kernel packages (make does it before entering the test
+# sandbox, which has no network).
+if [ -n "${fetch_only:-}" ]; then
+  fetched="$(kernel_debs)"
+  echo "kernel packages: ${fetched//$'\n'/ }"
+  exit 0
+fi
 DEBS_TEXT="$(kernel_debs)"
 mapfile -t DEBS <<<"$DEBS_TEXT"
 BUSYBOX="$(command -v busybox || true)"
