@@ -21,6 +21,7 @@ packages=(
   qemu-system-x86     # VM nodes (minik up --vms N) boot under qemu-system-x86_64
   cpio                # images/vm/build.sh packs the node VM's initramfs
   zstd                # images/vm/build.sh compresses the initramfs
+  vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-utils dropbear-bin  # Vagrant nodes (vagrant/): libvirtd only inside the sandbox (vagrant/sandbox-libvirtd.sh), qemu-img for the box, dropbear+scp for SSH in the image
 )
 
 missing=()
@@ -34,8 +35,21 @@ if ((${#missing[@]})); then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start a service on the host (libvirt's would make virbr0 and NAT rules
+  # in the host's network): policy-rc.d refuses every start while apt-get runs.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$guard"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$guard" ]; then
+    rm -f "$guard"
+    trap - EXIT
+  fi
 fi
 if ! command -v cargo >/dev/null; then
   echo "error: cargo is not installed; install a Rust toolchain (rustup) first" >&2

@@ -34,7 +34,7 @@ force=0
 # Workspace binaries a node VM runs (the control plane stays in the launcher's sandbox).
 NODE_BINARIES=(minilet minilet-shim minik-oci cni-bridge minikproxy)
 # Debian binaries from the host, with their libraries.
-HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack)
+HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack /usr/sbin/dropbear /usr/bin/scp)  # dropbear, scp: SSH for Vagrant nodes (vagrant-boot)
 # Kernel modules to load at boot; their dependencies are added from each module's
 # `depends=` (.modinfo), so the order in the image is a valid load order.
 MODULES=(
