@@ -5,7 +5,6 @@
 //! does not work (minik-dns, minikproxy) is reported as NOT READY and the boot goes on.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,11 +14,23 @@ use crate::keeper::stopping;
 use crate::kubectl::{node_ready, Kubectl};
 use crate::procs::{Early, Supervisor};
 use crate::progress::Reporter;
-use crate::vm::VmConfig;
-use crate::{demo, forward, network, nodes, vm};
+use crate::vm::{Accel, VmConfig};
+use crate::{demo, forward, network, nodes, services, vm};
 
 /// How long a process must keep running after its start to count as started.
 const START_GRACE: Duration = Duration::from_millis(500);
+
+/// How many steps `minik up` shows (the keeper's first, the sandbox, included).
+pub fn steps(cfg: &ClusterConfig, vms: &VmConfig) -> usize {
+    let demo = usize::from(cfg.demo);
+    if cfg.vm_nodes() {
+        // sandbox, network, VMs, API, node agents, nodes Ready
+        6 + demo
+    } else {
+        // sandbox, network, API, control plane, minilets, minikproxy, nodes Ready
+        7 + demo + usize::from(vms.count > 0)
+    }
+}
 
 /// Builds the cluster, step by step.
 pub fn boot(
@@ -29,7 +40,10 @@ pub fn boot(
     sup: &Supervisor,
     rt: &tokio::runtime::Runtime,
     listener: std::net::TcpListener,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Accel>> {
+    if cfg.vm_nodes() {
+        return boot_vms(cfg, vms, progress, sup, rt, listener).map(Some);
+    }
     network_step(cfg, progress)?;
     check_stop()?;
     // Node files and image imports need no API server: they run while it starts.
@@ -44,10 +58,12 @@ pub fn boot(
     check_stop()?;
     let proxies_work = proxy_step(cfg, progress, sup)?;
     check_stop()?;
+    let mut accel = None;
     if vms.count > 0 {
         progress.step(&format!("VM nodes: {} under QEMU", vms.names().join(", ")));
-        let accel = vm::boot_all(cfg, vms, sup, &stopping)?;
-        progress.ok(&format!("{accel:?} at {}..{}", cfg.node_ip(cfg.nodes + 1), cfg.node_ip(cfg.nodes + vms.count)));
+        let a = vm::boot_extras(cfg, vms, sup, &stopping)?;
+        progress.ok(&format!("{a:?} at {}..{}", cfg.node_ip(cfg.nodes + 1), cfg.node_ip(cfg.nodes + vms.count)));
+        accel = Some(a);
         check_stop()?;
     }
     let all_nodes: Vec<String> = cfg.node_names().into_iter().chain(vms.names()).collect();
@@ -56,11 +72,83 @@ pub fn boot(
     if cfg.demo {
         demo_step(cfg, progress, &kubectl, proxies_work)?;
     }
-    Ok(())
+    Ok(accel)
 }
 
-fn bin(cfg: &ClusterConfig, name: &str) -> Command {
-    Command::new(cfg.bin_dir.join(name))
+/// A `--backend vm` cluster: every node a VM, the control plane in node1's. The VMs boot
+/// in parallel; the others' services wait (in the VM) for the credentials the keeper
+/// issues once node1's API answers.
+fn boot_vms(
+    cfg: &ClusterConfig,
+    vc: &VmConfig,
+    progress: &mut Reporter,
+    sup: &Supervisor,
+    rt: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<Accel> {
+    network_step(cfg, progress)?;
+    check_stop()?;
+    let vms = vc.all(cfg);
+    let names: Vec<String> = vms.iter().map(|v| v.name.clone()).collect();
+    progress.step(&format!("VM nodes: {} under QEMU", names.join(", ")));
+    for vm in &vms {
+        vm.prepare(cfg)?;
+    }
+    let accel = vm::choose_accel(vc, &cfg.layout().logs())?;
+    let started = vm::start_all(cfg, vc, vms, accel, sup)?;
+    progress.ok(&format!("{accel:?}, {} MiB each, at {}..{}", vc.memory_mib, cfg.node_ip(1), cfg.node_ip(cfg.nodes)));
+    check_stop()?;
+
+    progress.step("API server (miniapi) in node1's VM");
+    let layout = cfg.layout();
+    let node1_pid = started.first().map(|(_, pid)| *pid).context("no VM nodes")?;
+    let kubectl = Kubectl::new(network::open(network::UNDERLAY)?, layout.inner_kubeconfig(), layout.kube_cache());
+    let console = &started[0].0.console;
+    kubectl
+        .wait(Duration::from_secs(240), &stopping, |k| {
+            if !sup.running(node1_pid) {
+                return Err(format!("node1's QEMU ended: {}", sup.log_tail(node1_pid, 3)));
+            }
+            if let Some(l) = std::fs::read_to_string(console).ok().and_then(|t| t.lines().find(|l| l.contains(vm::FAILED_LINE)).map(str::to_string)) {
+                return Err(l);
+            }
+            if !layout.inner_kubeconfig().exists() {
+                return Err("miniapi has not written its kubeconfig yet".into());
+            }
+            k.ok(&["get", "--raw", "/readyz"]).map(|_| ()).map_err(|e| e.to_string())
+        })
+        .context("the API server in node1's VM did not become ready (see logs/node1-console.log and node1/logs/)")?;
+    write_host_kubeconfig(cfg)?;
+    let target = SocketAddr::new(IpAddr::V4(cfg.node_ip(1)), 6443);
+    forward::serve(rt, listener, network::open(network::UNDERLAY)?, target)?;
+    progress.ok(&format!("{}, on the host https://127.0.0.1:{}", cfg.api_inner_url(), cfg.api_port));
+    check_stop()?;
+
+    progress.step("nodes: credentials; control plane, minilet and minikproxy in every VM");
+    for n in &names {
+        nodes::write_credentials(cfg, n)?;
+    }
+    vm::wait_ready(cfg, &started, sup, &stopping)?;
+    progress.ok("");
+    check_stop()?;
+    nodes_ready_step(&names, progress, &kubectl)?;
+    check_stop()?;
+    if cfg.demo {
+        demo_step(cfg, progress, &kubectl, true)?;
+    }
+    Ok(accel)
+}
+
+/// Where a netns node's services find their binaries and files (the host's paths).
+pub fn netns_place(cfg: &ClusterConfig, node: &str) -> services::Place {
+    let layout = cfg.layout();
+    services::Place {
+        bin: cfg.bin_dir.clone(),
+        api_dir: layout.api_dir(),
+        admin_kubeconfig: layout.inner_kubeconfig(),
+        node_kubeconfig: nodes::kubeconfig_path(&layout, node),
+        minilet_config: nodes::config_path(&layout, node),
+    }
 }
 
 /// What to say about a process that ended right after its start.
@@ -81,6 +169,12 @@ fn check_stop() -> anyhow::Result<()> {
 
 /// The underlay, the nodes and `ext`.
 fn network_step(cfg: &ClusterConfig, progress: &mut Reporter) -> anyhow::Result<()> {
+    if cfg.vm_nodes() {
+        progress.step(&format!("network: underlay {}, ext", cfg.underlay));
+        network::build(cfg)?;
+        progress.ok(&format!("bridge br0 at {}, ext: {}", cfg.gateway_ip(), cfg.ext_ip()));
+        return Ok(());
+    }
     progress.step(&format!("network: underlay {}, {} nodes, ext", cfg.underlay, cfg.nodes));
     network::build(cfg)?;
     progress.ok(&format!(
@@ -105,10 +199,7 @@ fn api_step(
     progress.step("API server (miniapi) on node1");
     let layout = cfg.layout();
     let node1 = network::open("node1")?;
-    let mut api = bin(cfg, "miniapi");
-    api.arg("--data-dir").arg(layout.api_dir());
-    api.args(["--listen", "0.0.0.0:6443", "--advertise-address", &cfg.node_ip(1).to_string(), "--advertise-address", "127.0.0.1"]);
-    api.args(["--service-cluster-ip-range", &cfg.service_cidr.to_string()]);
+    let api = services::miniapi(cfg, &netns_place(cfg, "node1"));
     let api_pid = sup.spawn("miniapi", "node1", &node1, "control", api)?;
     let kubectl = Kubectl::new(network::open("node1")?, layout.inner_kubeconfig(), layout.kube_cache());
     kubectl
@@ -132,30 +223,11 @@ fn api_step(
 /// The controller manager, the scheduler and minik-dns on node1.
 fn control_plane_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Supervisor) -> anyhow::Result<()> {
     progress.step("control plane: controller manager, scheduler, cluster DNS");
-    let kc = cfg.layout().inner_kubeconfig();
+    let place = netns_place(cfg, "node1");
     let node1 = network::open("node1")?;
-    let mut cm = bin(cfg, "minik-controller-manager");
-    cm.arg("--kubeconfig").arg(&kc);
-    cm.args(["--cluster-cidr", &cfg.pod_cidr.to_string(), "--node-cidr-mask-size", "24"]);
-    cm.args(["--load-balancer-pool", &cfg.lb_pool().to_string()]);
-    if let Some(g) = &cfg.node_monitor_grace_period {
-        cm.args(["--node-monitor-grace-period", g]);
-    }
-    if let Some(t) = &cfg.pod_eviction_timeout {
-        cm.args(["--pod-eviction-timeout", t]);
-    }
-    let cm_pid = sup.spawn("controller-manager", "node1", &node1, "control", cm)?;
-    let mut sched = bin(cfg, "minik-scheduler");
-    sched.arg("--kubeconfig").arg(&kc);
-    let sched_pid = sup.spawn("scheduler", "node1", &node1, "control", sched)?;
-    let mut dns = bin(cfg, "minik-dns");
-    dns.arg("--kubeconfig").arg(&kc);
-    // On node1's address, not 0.0.0.0: a UDP socket on the wildcard answers a pod of
-    // node1 from the cni0 address, which conntrack cannot map back to the ClusterIP.
-    let dns_listen = format!("{}:53", cfg.node_ip(1));
-    dns.args(["--listen", &dns_listen, "--service", "kube-system/kube-dns", "--service-ip", &cfg.dns_ip().to_string()]);
-    dns.args(["--advertise-address", &cfg.node_ip(1).to_string()]);
-    let dns_pid = sup.spawn("minik-dns", "node1", &node1, "control", dns)?;
+    let cm_pid = sup.spawn("controller-manager", "node1", &node1, "control", services::controller_manager(cfg, &place))?;
+    let sched_pid = sup.spawn("scheduler", "node1", &node1, "control", services::scheduler(&place))?;
+    let dns_pid = sup.spawn("minik-dns", "node1", &node1, "control", services::dns(cfg, &place))?;
     let early = sup.early_all(&[cm_pid, sched_pid, dns_pid], START_GRACE);
     for (name, e) in ["controller manager", "scheduler"].iter().zip(&early) {
         if let Early::Ended(state, log) = e {
@@ -173,13 +245,10 @@ fn control_plane_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Superv
 /// were imported in the background).
 fn minilet_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Supervisor) -> anyhow::Result<()> {
     nodes::write_all_credentials(cfg)?;
-    let layout = cfg.layout();
     let mut minilets = Vec::new();
     for name in cfg.node_names() {
         let ns = network::open(&name)?;
-        let mut m = bin(cfg, "minilet");
-        m.arg("--config").arg(nodes::config_path(&layout, &name)).arg("run");
-        let pid = sup.spawn("minilet", &name, &ns, &name, m)?;
+        let pid = sup.spawn("minilet", &name, &ns, &name, services::minilet(&netns_place(cfg, &name)))?;
         minilets.push((name, pid));
     }
     let pids: Vec<u32> = minilets.iter().map(|(_, p)| *p).collect();
@@ -195,14 +264,10 @@ fn minilet_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Supervisor) 
 /// minikproxy on every node; returns whether all of them run.
 fn proxy_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Supervisor) -> anyhow::Result<bool> {
     progress.step("minikproxy on every node");
-    let layout = cfg.layout();
     let mut proxies = Vec::new();
     for name in cfg.node_names() {
         let ns = network::open(&name)?;
-        let mut p = bin(cfg, "minikproxy");
-        p.arg("--kubeconfig").arg(nodes::kubeconfig_path(&layout, &name));
-        p.args(["--node-name", &name, "--cluster-cidr", &cfg.pod_cidr.to_string(), "--lb-interface", "eth0"]);
-        let pid = sup.spawn("minikproxy", &name, &ns, &name, p)?;
+        let pid = sup.spawn("minikproxy", &name, &ns, &name, services::minikproxy(cfg, &netns_place(cfg, &name), &name))?;
         proxies.push((name, pid));
     }
     let mut broken = Vec::new();
@@ -230,9 +295,11 @@ fn nodes_ready_step(names: &[String], progress: &mut Reporter, kubectl: &Kubectl
             let mut ready = Vec::new();
             for name in names {
                 match items.iter().find(|n| n["metadata"]["name"] == name.as_str()) {
-                    Some(n) if node_ready(n) => {
-                        ready.push(format!("{name} {}", n["spec"]["podCIDR"].as_str().unwrap_or("(no podCIDR)")))
-                    }
+                    // A node without a pod CIDR cannot run pods yet (its CNI config waits for it).
+                    Some(n) if node_ready(n) => match n["spec"]["podCIDR"].as_str() {
+                        Some(cidr) => ready.push(format!("{name} {cidr}")),
+                        None => return Err(format!("{name} has no pod CIDR yet")),
+                    },
                     Some(_) => return Err(format!("{name} is not Ready")),
                     None => return Err(format!("{name} has not registered")),
                 }

@@ -14,6 +14,17 @@ use serde::{Deserialize, Serialize};
 /// The default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/minik/cluster";
 
+/// What the nodes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Network namespaces in the sandbox, sharing the host's kernel.
+    #[default]
+    Netns,
+    /// QEMU virtual machines booted from the node image, each with its own kernel.
+    Vm,
+}
+
 /// Everything that defines one cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +51,9 @@ pub struct ClusterConfig {
     pub node_monitor_grace_period: Option<String>,
     /// Passed to the controller manager (`--pod-eviction-timeout`), e.g. `5s`.
     pub pod_eviction_timeout: Option<String>,
+    /// What node1..nodeN are.
+    #[serde(default)]
+    pub backend: Backend,
 }
 
 /// The first node's address is the underlay's network address plus this (…11).
@@ -125,6 +139,11 @@ impl ClusterConfig {
     /// The cluster DNS Service's ClusterIP.
     pub fn dns_ip(&self) -> Ipv4Addr {
         offset(&self.service_cidr, DNS_IP_OFFSET)
+    }
+
+    /// Whether node1..nodeN are VMs.
+    pub fn vm_nodes(&self) -> bool {
+        self.backend == Backend::Vm
     }
 
     /// The address the API server listens on inside the sandbox (node1).
@@ -217,10 +236,11 @@ impl Layout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cfg() -> ClusterConfig {
+    /// The default three-node cluster, for the launcher's unit tests.
+    pub(crate) fn cfg() -> ClusterConfig {
         ClusterConfig {
             nodes: 3,
             state_dir: PathBuf::from("/var/lib/minik/cluster"),
@@ -233,6 +253,7 @@ mod tests {
             bin_dir: PathBuf::from("target/debug"),
             node_monitor_grace_period: None,
             pod_eviction_timeout: None,
+            backend: Backend::Netns,
         }
     }
 

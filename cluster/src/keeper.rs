@@ -79,7 +79,7 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
     install_signals()?;
     std::fs::write(layout.keeper_pid(), std::process::id().to_string()).context("cannot write keeper.pid")?;
     let vms = VmConfig::load(&layout)?;
-    let steps = if cfg.demo { 8 } else { 7 } + usize::from(vms.count > 0);
+    let steps = crate::boot::steps(&cfg, &vms);
     let mut progress = Reporter::create(&layout.progress(), steps)?;
     progress.step("sandbox: private network and mount namespaces");
     let cgroups = ClusterCgroups::create(&group_name(&cfg.state_dir));
@@ -89,11 +89,12 @@ pub fn run(state_dir: &Path) -> anyhow::Result<()> {
     let sup = Supervisor::new(layout.processes(), layout.logs(), cgroups.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("async runtime")?;
     let code = match boot(&cfg, &vms, &mut progress, &sup, &rt, listener) {
-        Ok(()) => {
+        Ok(accel) => {
             progress.ready();
             tracing::info!("cluster up; supervising until SIGTERM");
             while !stopping() {
                 sup.reap();
+                crate::restart::serve(&cfg, &vms, accel, &sup);
                 std::thread::sleep(Duration::from_millis(300));
             }
             0

@@ -1,9 +1,11 @@
-//! `minik`: boots a Kubernetes cluster of network-namespace nodes in a private sandbox
-//! and takes it down again; a shell into it, its status, and the trace of a Service.
+//! `minik`: boots a Kubernetes cluster of network-namespace or VM nodes in a private
+//! sandbox and takes it down again; a shell into it, its status, the trace of a Service,
+//! and node failures (`kill`, `start`).
 //!
 //! `up` starts a keeper process in its own network and mount namespaces ([`keeper`]);
 //! every other command finds the cluster through its state dir ([`config::Layout`]).
 
+mod agent;
 mod boot;
 mod cgroups;
 mod config;
@@ -16,6 +18,8 @@ mod network;
 mod nodes;
 mod procs;
 mod progress;
+mod restart;
+mod services;
 mod shell;
 mod state;
 mod status;
@@ -70,8 +74,14 @@ enum Cmd {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
-    /// Simulate a node failure: SIGKILL every process of NODE (minilet, minikproxy, its pods).
+    /// Simulate a node failure: SIGKILL every process of NODE (minilet, minikproxy, its
+    /// pods); a VM node is powered off.
     Kill {
+        /// The node, e.g. node2.
+        node: String,
+    },
+    /// Start a killed node again (boot its VM again) and wait until it is Ready.
+    Start {
         /// The node, e.g. node2.
         node: String,
     },
@@ -110,6 +120,10 @@ struct UpArgs {
     /// The controller manager's --pod-eviction-timeout (e.g. 5s, for tests).
     #[arg(long)]
     pod_eviction_timeout: Option<String>,
+    /// What the nodes are: netns (network namespaces) or vm (QEMU VMs booted from the
+    /// node image, the control plane in node1's).
+    #[arg(long, value_enum, default_value_t = config::Backend::Netns)]
+    backend: config::Backend,
     /// VM nodes.
     #[command(flatten)]
     vm: vm::VmArgs,
@@ -141,6 +155,7 @@ fn up_config(state_dir: &Path, a: UpArgs) -> anyhow::Result<ClusterConfig> {
         bin_dir,
         node_monitor_grace_period: a.node_monitor_grace_period,
         pod_eviction_timeout: a.pod_eviction_timeout,
+        backend: a.backend,
     })
 }
 
@@ -161,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Cmd::Trace { target, namespace } => trace::trace(&state_dir, &target, &namespace).map(|_| 0),
         Cmd::Kill { node } => down::kill_node(&state_dir, &node).map(|_| 0),
+        Cmd::Start { node } => restart::start(&state_dir, &node).map(|_| 0),
         Cmd::Sandbox => keeper::run(&state_dir).map(|_| 0),
     }
 }

@@ -64,7 +64,9 @@ pub fn build(cfg: &ClusterConfig) -> anyhow::Result<()> {
     ip(&["-n", UNDERLAY, "addr", "add", &format!("{}/{plen}", cfg.gateway_ip()), "dev", "br0"])?;
     ip(&["-n", UNDERLAY, "link", "set", "br0", "up"])?;
     let gw = cfg.gateway_ip().to_string();
-    for (i, node) in cfg.node_names().iter().enumerate() {
+    // VM nodes bring their own network stack: they join br0 through TAP devices.
+    let netns_nodes = if cfg.vm_nodes() { Vec::new() } else { cfg.node_names() };
+    for (i, node) in netns_nodes.iter().enumerate() {
         let addr = format!("{}/{plen}", cfg.node_ip(i as u8 + 1));
         add_host(node, &addr, &gw)?;
         enable_forwarding(node)?;

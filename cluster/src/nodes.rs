@@ -149,19 +149,7 @@ mod tests {
 
     #[test]
     fn the_minilet_config_names_the_node_and_its_dirs() {
-        let cfg = ClusterConfig {
-            nodes: 2,
-            state_dir: PathBuf::from("/s"),
-            underlay: "192.168.50.0/24".parse().expect("net"),
-            pod_cidr: "10.244.0.0/16".parse().expect("net"),
-            service_cidr: "10.96.0.0/12".parse().expect("net"),
-            api_port: 6443,
-            images: PathBuf::from("/i"),
-            demo: true,
-            bin_dir: PathBuf::from("/b"),
-            node_monitor_grace_period: None,
-            pod_eviction_timeout: None,
-        };
+        let cfg = ClusterConfig { nodes: 2, state_dir: PathBuf::from("/s"), bin_dir: PathBuf::from("/b"), ..crate::config::tests::cfg() };
         let y = minilet_config(&cfg, 2, "node2");
         for want in [
             "nodeName: node2",

@@ -1,13 +1,16 @@
 //! `minik shell [ext|nodeN] [-- CMD…]`: joins the keeper's mount namespace and the
 //! chosen host's network namespace (both through `/proc/<keeper>/…`), then runs `$SHELL`
-//! or the command in place of this process. Runs before any thread is started: joining a
+//! or the command in place of this process. On a VM node, the command runs in the VM
+//! through its agent ([`crate::agent`]). Runs before any thread is started: joining a
 //! mount namespace needs a single-threaded process.
 
 use std::ffi::OsString;
+use std::io::{BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use nix::sched::{setns, CloneFlags};
@@ -17,6 +20,7 @@ use crate::config::ClusterConfig;
 use crate::keeper::cgroups_file;
 use crate::network::{EXT, UNDERLAY};
 use crate::state::running_keeper;
+use crate::vm::VmNode;
 
 /// Runs the shell or command; returns only on error.
 pub fn shell(state_dir: &Path, host: &str, command: &[OsString]) -> anyhow::Result<()> {
@@ -25,12 +29,8 @@ pub fn shell(state_dir: &Path, host: &str, command: &[OsString]) -> anyhow::Resu
     let Some(pid) = running_keeper(&layout) else {
         bail!("the cluster in {} is not running; start it with `minik up`", state_dir.display());
     };
-    if crate::vm::VmConfig::load(&layout)?.names().iter().any(|v| v == host) {
-        bail!(
-            "{host} is a VM node, with no shell from here yet; its console log is {}, its services' logs are in {}; reach it over the underlay from `minik shell ext`",
-            layout.logs().join(format!("{host}-console.log")).display(),
-            layout.node_dir(host).join("logs").display()
-        );
+    if let Some(vm) = crate::vm::VmConfig::load(&layout)?.find(&cfg, host) {
+        return vm_shell(&vm, command);
     }
     if host != EXT && host != UNDERLAY && cfg.node_index(host).is_none() {
         bail!("no host {host:?}: choose ext, underlay or one of {}", cfg.node_names().join(", "));
@@ -71,4 +71,43 @@ pub fn shell(state_dir: &Path, host: &str, command: &[OsString]) -> anyhow::Resu
     }
     let err = cmd.exec();
     Err(err).with_context(|| format!("cannot run {}", prog.to_string_lossy()))
+}
+
+/// How long a command in a VM may run.
+const VM_COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// A VM node: the command through its agent (exits with the command's code), or, with
+/// no command, a line-by-line shell (each line runs as `sh -c LINE` in the VM).
+fn vm_shell(vm: &VmNode, command: &[OsString]) -> anyhow::Result<()> {
+    let argv: Vec<String> = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if !argv.is_empty() {
+        let code = run_in_vm(vm, &argv)?;
+        std::process::exit(code);
+    }
+    eprintln!("minik: commands on the VM {} through its agent, one line at a time (no terminal: no editors, no job control); Ctrl-D to leave", vm.name);
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("[minik {}]# ", vm.name);
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).context("reading stdin")? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = run_in_vm(vm, &["sh".into(), "-c".into(), line.trim().to_string()]) {
+            eprintln!("minik: {e:#}");
+        }
+    }
+}
+
+/// Runs `argv` in the VM, copies its output to ours; returns its exit code.
+fn run_in_vm(vm: &VmNode, argv: &[String]) -> anyhow::Result<i32> {
+    let out = vm.run(argv, VM_COMMAND_LIMIT).with_context(|| format!("cannot run the command on {}", vm.name))?;
+    std::io::stdout().write_all(&out.stdout).context("writing stdout")?;
+    std::io::stderr().write_all(&out.stderr).context("writing stderr")?;
+    let _ = std::io::stdout().flush();
+    Ok(out.code)
 }

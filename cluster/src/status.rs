@@ -11,6 +11,7 @@ use crate::config::ClusterConfig;
 use crate::keeper::cgroups_file;
 use crate::procs::{alive, load_status};
 use crate::state::running_keeper;
+use crate::vm::VmConfig;
 
 /// Prints the status; returns the exit code (0 up, 1 not running).
 pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
@@ -29,9 +30,16 @@ pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
     println!("  underlay {}, nodes {}..{}, ext {}", cfg.underlay, cfg.node_ip(1), cfg.node_ip(cfg.nodes), cfg.ext_ip());
     println!();
     println!("{:<20} {:<7} {:<8} STATE", "PROCESS", "NODE", "PID");
-    for p in load_status(&layout.processes()) {
+    let procs = load_status(&layout.processes());
+    for p in &procs {
         let state = if p.state == "running" && !alive(p.pid) { "gone".to_string() } else { p.state.clone() };
         println!("{:<20} {:<7} {:<8} {}", p.name, p.node, p.pid, state);
+    }
+    for vm in VmConfig::load(&layout)?.all(&cfg) {
+        let on = procs.iter().any(|p| p.name == "qemu" && p.node == vm.name && p.state == "running" && alive(p.pid));
+        for (name, state) in vm_services(&vm.dir, on) {
+            println!("{:<20} {:<7} {:<8} {}", name, vm.name, "(in VM)", state);
+        }
     }
     println!();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -45,6 +53,28 @@ pub fn status(state_dir: &Path) -> anyhow::Result<u8> {
         Err(e) => println!("nodes: cannot ask the API: {e:#}"),
     }
     Ok(0)
+}
+
+/// The services of a VM node and their states, from what its `minik-node-start` wrote in
+/// `status/` (through the 9p share); all "VM powered off" when its QEMU is not running.
+fn vm_services(dir: &Path, on: bool) -> Vec<(String, String)> {
+    let names: Vec<String> = std::fs::read_to_string(dir.join("services"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('@'))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let state = if !on {
+                "VM powered off".to_string()
+            } else {
+                std::fs::read_to_string(dir.join("status").join(&n)).map(|t| t.trim().to_string()).unwrap_or_else(|_| "not started yet".into())
+            };
+            (n, state)
+        })
+        .collect()
 }
 
 async fn nodes(kubeconfig: &Path) -> anyhow::Result<Vec<String>> {

@@ -1,18 +1,22 @@
-//! VM nodes (`minik up --vms N`): whole machines with their own kernel, booted under QEMU
-//! inside the keeper's sandbox from the node image `images/vm/build.sh` makes (Debian's
-//! kernel and a busybox initramfs with minilet, minikproxy and the tools they run).
+//! VM nodes: whole machines with their own kernel, booted under QEMU inside the keeper's
+//! sandbox from the node image `images/vm/build.sh` makes (Debian's kernel and a busybox
+//! initramfs with the node's and the control plane's binaries).
 //!
-//! The control plane stays where the netns cluster has it (node1); the VMs `vm1..vmN` are
-//! extra nodes on the same underlay, at the addresses after the netns nodes (with
-//! `--nodes 1 --vms 2`: node1 .11, vm1 .12, vm2 .13). Each VM gets a TAP device on the
-//! underlay bridge (in the `underlay` namespace, where QEMU runs), its address and name on
-//! the kernel command line (`minik.node= minik.ip= minik.gw=`), and two 9p shares: its
-//! own directory `<state>/vmN/` (minilet.yaml, its credentials, node.env; the VM writes
-//! its services' logs to `logs/` there) and the images directory (read-only). The serial
-//! console goes to `<state>/logs/vmN-console.log`.
+//! Two ways to have them: `minik up --backend vm` makes node1..nodeN VMs (node1 runs the
+//! control plane, its miniapi data dir shared from the host as 9p tag `api`), and
+//! `--vms K` adds VMs `vm1..vmK` to a netns cluster, at the addresses after the netns
+//! nodes. Each VM gets a TAP device on the underlay bridge (in the `underlay` namespace,
+//! where QEMU runs), its name and address on the kernel command line (`minik.node=
+//! minik.ip= minik.gw=`), the 9p shares `minik` (its directory `<state>/NODE/`: node.env,
+//! minilet.yaml, services — the same command lines the keeper runs on netns nodes, see
+//! [`crate::services`] —, its credentials; the VM writes logs/ and status/ there) and
+//! `images` (read-only), and a virtio-serial port for `minik-agent` (`minik shell NODE`,
+//! through `<state>/run/NODE-agent.sock`). The serial console goes to
+//! `<state>/logs/NODE-console.log`.
 //!
 //! KVM is used only when a short probe boot under KVM answers in time (on some hosts KVM
-//! guests hang); otherwise TCG. `down` stops QEMU by PID like every other process.
+//! guests hang); otherwise TCG. `down` stops QEMU by PID like every other process, `minik
+//! kill NODE` powers a VM off, `minik start NODE` boots it again.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,10 +26,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::agent::client as agent;
 use crate::config::{ClusterConfig, Layout};
 use crate::network;
 use crate::nodes;
 use crate::procs::Supervisor;
+use crate::services;
 
 /// The console line the image's `/init` prints when the node's services run.
 pub const READY_LINE: &str = "minik-init: ready";
@@ -53,7 +59,8 @@ pub enum Accel {
 /// The VM flags of `minik up`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VmArgs {
-    /// Number of VM nodes (vm1..vmN, under QEMU), besides the netns nodes.
+    /// Number of extra VM nodes (vm1..vmN, under QEMU) besides the netns nodes; see
+    /// also --backend vm, which makes every node a VM.
     #[arg(long, default_value_t = 0)]
     pub vms: u8,
     /// The node image (vmlinuz, initramfs.img from images/vm/build.sh); default:
@@ -102,7 +109,10 @@ impl VmConfig {
 
     /// Checks the counts, the memory, the image and QEMU.
     pub fn validate(&self, cfg: &ClusterConfig) -> anyhow::Result<()> {
-        if self.count == 0 {
+        if cfg.vm_nodes() && self.count > 0 {
+            bail!("--backend vm makes every node a VM already; give the number of nodes with --nodes, without --vms");
+        }
+        if self.count == 0 && !cfg.vm_nodes() {
             return Ok(());
         }
         if u32::from(cfg.nodes) + u32::from(self.count) > 50 {
@@ -148,9 +158,20 @@ impl VmConfig {
         }
     }
 
-    /// The VM nodes' names, vm1..vmN.
+    /// The extra VM nodes' names, vm1..vmN.
     pub fn names(&self) -> Vec<String> {
         (1..=self.count).map(|i| format!("vm{i}")).collect()
+    }
+
+    /// Every VM of the cluster: node1..nodeN with `--backend vm`, then vm1..vmK.
+    pub fn all(&self, cfg: &ClusterConfig) -> Vec<VmNode> {
+        let nodes = if cfg.vm_nodes() { cfg.nodes } else { 0 };
+        (1..=nodes).map(|i| VmNode::node(cfg, i)).chain((1..=self.count).map(|i| VmNode::extra(cfg, i))).collect()
+    }
+
+    /// The VM called `name`, if there is one.
+    pub fn find(&self, cfg: &ClusterConfig, name: &str) -> Option<VmNode> {
+        self.all(cfg).into_iter().find(|v| v.name == name)
     }
 }
 
@@ -161,49 +182,64 @@ fn which(prog: &str) -> Option<PathBuf> {
 /// One VM node.
 #[derive(Debug, Clone)]
 pub struct VmNode {
-    /// vm1..
+    /// node1.. or vm1..
     pub name: String,
-    /// 1-based.
-    pub index: u8,
     /// Its address on the underlay.
     pub ip: std::net::Ipv4Addr,
+    /// Whether it runs the control plane (node1 of a `--backend vm` cluster).
+    pub control: bool,
     /// Its directory on the host, shared as 9p tag `minik`.
     pub dir: PathBuf,
+    /// miniapi's data dir on the host (shared as 9p tag `api` when `control`).
+    pub api_dir: PathBuf,
     /// Its serial console log.
     pub console: PathBuf,
+    /// Its agent's socket.
+    pub agent: PathBuf,
     /// Its TAP device on the underlay bridge.
     pub tap: String,
 }
 
 impl VmNode {
-    /// VM `i` (1-based) of the cluster: the address after the netns nodes.
-    pub fn new(cfg: &ClusterConfig, i: u8) -> Self {
+    fn new(cfg: &ClusterConfig, name: String, ip: std::net::Ipv4Addr, control: bool) -> Self {
         let layout = cfg.layout();
-        let name = format!("vm{i}");
         VmNode {
-            ip: cfg.node_ip(cfg.nodes + i),
+            ip,
+            control,
             dir: layout.node_dir(&name),
+            api_dir: layout.api_dir(),
             console: layout.logs().join(format!("{name}-console.log")),
+            agent: agent::socket(&layout, &name),
             tap: format!("tap-{name}"),
-            index: i,
             name,
         }
+    }
+
+    /// Node `i` (1-based) of a `--backend vm` cluster; node1 runs the control plane.
+    pub fn node(cfg: &ClusterConfig, i: u8) -> Self {
+        Self::new(cfg, format!("node{i}"), cfg.node_ip(i), i == 1)
+    }
+
+    /// Extra VM `i` (1-based) of a netns cluster: the address after the netns nodes.
+    pub fn extra(cfg: &ClusterConfig, i: u8) -> Self {
+        Self::new(cfg, format!("vm{i}"), cfg.node_ip(cfg.nodes + i), false)
     }
 
     /// The kernel command line: the node's name, address and gateway for `/init`.
     pub fn cmdline(&self, cfg: &ClusterConfig) -> String {
         format!(
-            "console=ttyS0 panic=-1 quiet minik.node={} minik.ip={}/{} minik.gw={}",
+            "console=ttyS0 panic=-1 quiet minik.node={} minik.ip={}/{} minik.gw={}{}",
             self.name,
             self.ip,
             cfg.underlay.prefix_len(),
-            cfg.gateway_ip()
+            cfg.gateway_ip(),
+            if self.control { " minik.api" } else { "" }
         )
     }
 
-    /// A MAC address of QEMU's range, distinct per VM.
+    /// A MAC address of QEMU's range, distinct per VM (its address's last byte).
     pub fn mac(&self) -> String {
-        format!("52:54:00:4d:4b:{:02x}", self.index)
+        format!("52:54:00:4d:4b:{:02x}", self.ip.octets()[3])
     }
 
     /// minilet's config as seen inside the VM.
@@ -242,22 +278,53 @@ impl VmNode {
         c.args(["-device", "virtio-rng-pci"]);
         c.arg("-virtfs").arg(format!("local,path={},mount_tag=minik,security_model=none,id=fs0", self.dir.display()));
         c.arg("-virtfs").arg(format!("local,path={},mount_tag=images,security_model=none,readonly=on,id=fs1", cfg.images.display()));
+        if self.control {
+            c.arg("-virtfs").arg(format!("local,path={},mount_tag=api,security_model=none,id=fs2", self.api_dir.display()));
+        }
+        // The agent's channel: a virtio-serial port, a Unix socket on this side.
+        c.args(["-device", "virtio-serial-pci,id=vser0"]);
+        c.arg("-chardev").arg(format!("socket,id=agent,path={},server=on,wait=off", self.agent.display()));
+        c.args(["-device", &format!("virtserialport,bus=vser0.0,chardev=agent,name={}", crate::agent::proto::PORT_NAME)]);
         c
     }
 
-    /// Writes the VM's directory: minilet.yaml, its credentials, node.env.
+    /// Writes the VM's directory: minilet.yaml, node.env, services (the credentials come
+    /// once the API runs: [`nodes::write_credentials`]).
     pub fn prepare(&self, cfg: &ClusterConfig) -> anyhow::Result<()> {
-        std::fs::create_dir_all(self.dir.join("logs")).with_context(|| format!("cannot create {}", self.dir.display()))?;
-        nodes::write_credentials(cfg, &self.name)?;
+        for d in [self.dir.join("logs"), self.api_dir.clone(), cfg.layout().root.join("run")] {
+            std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        }
         let files = [
             ("minilet.yaml", self.minilet_config(cfg)),
-            ("node.env", format!("IMAGES=\"{}\"\nCLUSTER_CIDR=\"{}\"\n", nodes::IMAGES.join(" "), cfg.pod_cidr)),
+            ("node.env", format!("IMAGES=\"{}\"\n", nodes::IMAGES.join(" "))),
+            ("services", services::vm_services(cfg, &self.name, self.control)),
         ];
         for (f, text) in files {
             let p = self.dir.join(f);
             std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
         }
+        // A credential left from an earlier boot would let the services start too early.
+        let _ = std::fs::remove_file(self.dir.join("kubeconfig"));
         Ok(())
+    }
+
+    /// Starts its QEMU under the supervisor, in the underlay namespace (the TAP device is
+    /// made the first time); returns the PID.
+    pub fn start(&self, cfg: &ClusterConfig, vc: &VmConfig, accel: Accel, sup: &Supervisor) -> anyhow::Result<u32> {
+        let underlay = network::open(network::UNDERLAY)?;
+        let have_tap = underlay.run(|| std::path::Path::new(&format!("/sys/class/net/{}", self.tap)).exists()).unwrap_or(false);
+        if !have_tap {
+            network::ip(&["-n", network::UNDERLAY, "tuntap", "add", "dev", &self.tap, "mode", "tap"])?;
+            network::ip(&["-n", network::UNDERLAY, "link", "set", &self.tap, "master", "br0", "up"])?;
+        }
+        let _ = std::fs::remove_file(&self.console);
+        let _ = std::fs::remove_file(&self.agent);
+        sup.spawn("qemu", &self.name, &underlay, &self.name, self.qemu(cfg, vc, accel))
+    }
+
+    /// Runs `argv` in the VM through its agent.
+    pub fn run(&self, argv: &[String], limit: Duration) -> anyhow::Result<agent::Output> {
+        agent::run(&self.agent, argv, limit)
     }
 }
 
@@ -325,22 +392,19 @@ pub fn choose_accel(vc: &VmConfig, scratch: &Path) -> anyhow::Result<Accel> {
     })
 }
 
-/// Boots every VM node and waits until each one's services run; returns the accelerator
-/// used. QEMU runs in the underlay namespace, under the supervisor (stopped by PID).
-pub fn boot_all(cfg: &ClusterConfig, vc: &VmConfig, sup: &Supervisor, stop: &dyn Fn() -> bool) -> anyhow::Result<Accel> {
-    let layout = cfg.layout();
-    let accel = choose_accel(vc, &layout.logs())?;
-    let underlay = network::open(network::UNDERLAY)?;
-    let mut vms = Vec::new();
-    for i in 1..=vc.count {
-        let vm = VmNode::new(cfg, i);
-        vm.prepare(cfg)?;
-        network::ip(&["-n", network::UNDERLAY, "tuntap", "add", "dev", &vm.tap, "mode", "tap"])?;
-        network::ip(&["-n", network::UNDERLAY, "link", "set", &vm.tap, "master", "br0", "up"])?;
-        let _ = std::fs::remove_file(&vm.console);
-        let pid = sup.spawn("qemu", &vm.name, &underlay, &vm.name, vm.qemu(cfg, vc, accel))?;
-        vms.push((vm, pid));
-    }
+/// Starts every VM of `vms` (prepared) with `accel`; returns them with their PIDs.
+pub fn start_all(cfg: &ClusterConfig, vc: &VmConfig, vms: Vec<VmNode>, accel: Accel, sup: &Supervisor) -> anyhow::Result<Vec<(VmNode, u32)>> {
+    vms.into_iter()
+        .map(|vm| {
+            let pid = vm.start(cfg, vc, accel, sup)?;
+            Ok((vm, pid))
+        })
+        .collect()
+}
+
+/// Waits until each VM's console says its services run; fails on a FAILED line, a QEMU
+/// that ended, or after [`BOOT_LIMIT`].
+pub fn wait_ready(cfg: &ClusterConfig, vms: &[(VmNode, u32)], sup: &Supervisor, stop: &dyn Fn() -> bool) -> anyhow::Result<()> {
     let end = Instant::now() + BOOT_LIMIT;
     let mut waiting: Vec<&(VmNode, u32)> = vms.iter().collect();
     while !waiting.is_empty() {
@@ -354,19 +418,31 @@ pub fn boot_all(cfg: &ClusterConfig, vc: &VmConfig, sup: &Supervisor, stop: &dyn
                 Some(Err(line)) => {
                     bail!("{}: {line} (console: {}, logs: {})", vm.name, vm.console.display(), vm.dir.join("logs").display())
                 }
-                None if !sup.running(*pid) => {
-                    bail!("{}: QEMU ended: {}", vm.name, sup.log_tail(*pid, 3))
-                }
+                None if !sup.running(*pid) => bail!("{}: QEMU ended: {}", vm.name, sup.log_tail(*pid, 3)),
                 None => still.push(v),
             }
         }
         waiting = still;
         if !waiting.is_empty() && Instant::now() >= end {
             let names: Vec<&str> = waiting.iter().map(|(vm, _)| vm.name.as_str()).collect();
-            bail!("{} did not finish booting in {}s; see their console logs in {}", names.join(", "), BOOT_LIMIT.as_secs(), layout.logs().display());
+            bail!("{} did not finish booting in {}s; see their console logs in {}", names.join(", "), BOOT_LIMIT.as_secs(), cfg.layout().logs().display());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    Ok(())
+}
+
+/// Boots the extra VMs of a netns cluster (whose API already runs) and waits until each
+/// one's services run; returns the accelerator used.
+pub fn boot_extras(cfg: &ClusterConfig, vc: &VmConfig, sup: &Supervisor, stop: &dyn Fn() -> bool) -> anyhow::Result<Accel> {
+    let accel = choose_accel(vc, &cfg.layout().logs())?;
+    let vms: Vec<VmNode> = (1..=vc.count).map(|i| VmNode::extra(cfg, i)).collect();
+    for vm in &vms {
+        vm.prepare(cfg)?;
+        nodes::write_credentials(cfg, &vm.name)?;
+    }
+    let started = start_all(cfg, vc, vms, accel, sup)?;
+    wait_ready(cfg, &started, sup, stop)?;
     Ok(accel)
 }
 
@@ -375,19 +451,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> ClusterConfig {
-        ClusterConfig {
-            nodes: 1,
-            state_dir: PathBuf::from("/s"),
-            underlay: "192.168.50.0/24".parse().expect("net"),
-            pod_cidr: "10.244.0.0/16".parse().expect("net"),
-            service_cidr: "10.96.0.0/12".parse().expect("net"),
-            api_port: 6443,
-            images: PathBuf::from("/i"),
-            demo: false,
-            bin_dir: PathBuf::from("/b"),
-            node_monitor_grace_period: None,
-            pod_eviction_timeout: None,
-        }
+        ClusterConfig { nodes: 1, state_dir: PathBuf::from("/s"), images: PathBuf::from("/i"), bin_dir: PathBuf::from("/b"), ..crate::config::tests::cfg() }
     }
 
     fn vc() -> VmConfig {
@@ -397,11 +461,11 @@ mod tests {
     #[test]
     fn vms_follow_the_netns_nodes_on_the_underlay() {
         let c = cfg();
-        let vm = VmNode::new(&c, 2);
+        let vm = VmNode::extra(&c, 2);
         assert_eq!(vm.name, "vm2");
         assert_eq!(vm.ip.to_string(), "192.168.50.13");
         assert_eq!(vm.cmdline(&c), "console=ttyS0 panic=-1 quiet minik.node=vm2 minik.ip=192.168.50.13/24 minik.gw=192.168.50.1");
-        assert_eq!(vm.mac(), "52:54:00:4d:4b:02");
+        assert_eq!(vm.mac(), "52:54:00:4d:4b:0d");
         assert_eq!(vm.console, PathBuf::from("/s/logs/vm2-console.log"));
         let y = vm.minilet_config(&c);
         for want in ["nodeName: vm2", "nodeIP: 192.168.50.13", "kubeconfig: /minik/kubeconfig", "cniConfigFromNode: true", "cniBinDirs: [/usr/bin]"] {
@@ -413,7 +477,7 @@ mod tests {
     #[test]
     fn the_qemu_command_uses_the_tap_the_shares_and_the_accelerator() {
         let c = cfg();
-        let vm = VmNode::new(&c, 1);
+        let vm = VmNode::extra(&c, 1);
         let args: Vec<String> = vm.qemu(&c, &vc(), Accel::Tcg).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let joined = args.join(" ");
         for want in [

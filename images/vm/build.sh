@@ -6,8 +6,11 @@
 #   target/images/vm/initramfs.img    a zstd cpio: busybox-static, the kernel modules a node
 #                                     needs (with their dependencies), nft/ip/conntrack and
 #                                     their libraries, minilet, minilet-shim, minik-oci,
-#                                     cni-bridge, minikproxy and theirs, and /init
-#                                     (images/vm/init)
+#                                     cni-bridge, minikproxy, the control plane
+#                                     (miniapi, minik-controller-manager,
+#                                     minik-scheduler, minik-dns), minik-agent and
+#                                     theirs, /init (images/vm/init) and the files
+#                                     under images/vm/rootfs/ (minik-node-start)
 #   target/images/vm/manifest.txt     kernel version and the sha256 of both files
 #
 #   images/vm/build.sh [--force] [--bin-dir DIR] [--out DIR]
@@ -31,8 +34,12 @@ BIN_DIR="$ROOT/target/debug"
 OUT="$WORK"
 force=0
 
-# Workspace binaries a node VM runs (the control plane stays in the launcher's sandbox).
-NODE_BINARIES=(minilet minilet-shim minik-oci cni-bridge minikproxy)
+# Workspace binaries a node VM runs: the node's agents, the control plane (node1 of a
+# `--backend vm` cluster runs it) and the launcher's agent (`minik shell` on a VM).
+NODE_BINARIES=(minilet minilet-shim minik-oci cni-bridge minikproxy
+  miniapi minik-controller-manager minik-scheduler minik-dns minik-agent)
+# Files copied into the image as they are (scripts the nodes run).
+OVERLAY="$ROOT/images/vm/rootfs"
 # Debian binaries from the host, with their libraries.
 HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack /usr/sbin/dropbear /usr/bin/scp)  # dropbear, scp: SSH for Vagrant nodes (vagrant-boot)
 # Kernel modules to load at boot; their dependencies are added from each module's
@@ -41,6 +48,7 @@ MODULES=(
   virtio virtio_ring virtio_pci virtio_net virtio_blk
   virtio_rng  # entropy from the host: without it the first blocking getrandom() waits minutes under TCG
   9pnet 9pnet_virtio 9p
+  virtio_console  # the agent's channel (virtio-serial port org.minik.agent): `minik shell NODE`
   overlay veth bridge br_netfilter
   crc32c_generic  # libcrc32c (nf_conntrack, nf_nat) asks for it as a softdep, not in depends=
   nf_conntrack nf_conntrack_netlink nf_nat nf_tables nft_ct nft_nat nft_masq nft_redir
@@ -69,7 +77,7 @@ for t in cpio zstd dpkg-deb apt-get strip sha256sum; do
   command -v "$t" >/dev/null || die "$t is missing; run scripts/deps.sh (as root) to install it"
 done
 for b in "${NODE_BINARIES[@]}"; do
-  [ -n "${fetch_only:-}" ] || [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing; build it: cargo build -p minilet -p minik-oci -p cni-bridge -p minikproxy"
+  [ -n "${fetch_only:-}" ] || [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing; build it: cargo build --workspace --bins (make build)"
 done
 for b in "${HOST_BINARIES[@]}"; do
   [ -x "$b" ] || die "$b is missing; run scripts/deps.sh (as root) to install nftables, iproute2 and conntrack"
@@ -157,7 +165,7 @@ shared_libs() {
 copy_with_libs() {
   local bin="$1" r="$2" dest="$3" lib
   install -D -m 0755 "$bin" "$r$dest"
-  strip --strip-debug "$r$dest"
+  strip --strip-all "$r$dest"
   while read -r lib; do
     [ -n "$lib" ] || continue
     case "$lib" in MISSING*) die "$bin needs ${lib#MISSING } which ldd cannot find" ;; esac
@@ -206,7 +214,7 @@ inputs_hash() {
   {
     echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH modules=${MODULES[*]} $(strip --version | head -n1) $(cpio --version | head -n1) $(zstd --version)"
     local f lib
-    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" "${DEBS[@]}" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
+    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" $(find "$OVERLAY" -type f | LC_ALL=C sort) "${DEBS[@]}" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
       echo "$(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
       while read -r lib; do
         [ -n "$lib" ] && echo "$lib $(sha256sum <"$(readlink -f "$lib")" | cut -d' ' -f1)"
@@ -280,6 +288,8 @@ for p in "${MOD_ORDER[@]}"; do
   echo "${p%.ko*}.ko"
 done >"$R/etc/minik/modules"
 install -m 0755 "$ROOT/images/vm/init" "$R/init"
+# The overlay, as it is (modes kept: scripts stay executable).
+(cd "$OVERLAY" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -pdm "$R")
 # The console for /init's first output, before it mounts devtmpfs.
 mknod -m 0600 "$R/dev/console" c 5 1
 printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$R/etc/passwd"
