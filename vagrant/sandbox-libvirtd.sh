@@ -7,12 +7,14 @@
 # /etc/passwd and /etc/group with the users Debian's libvirt looks up (libvirt-qemu…)
 # over theirs; nothing outside that namespace sees those mounts.
 #
-#   scripts/sandbox.sh vagrant/sandbox-libvirtd.sh DIR
+#   scripts/sandbox.sh vagrant/sandbox-libvirtd.sh [--foreground] DIR
 #
 # Prints two lines once the daemon answers: `pid PID` (stop it with `kill PID`, after
 # `vagrant destroy`) and `uri URI` (for LIBVIRT_DEFAULT_URI, virsh -c, vagrant-libvirt):
-# qemu:///system?socket=DIR/run/libvirt-sock. QEMU runs as root, without cgroups (no
-# systemd here), security drivers or virtlogd; DIR/log/ has libvirtd's log.
+# qemu:///system?socket=DIR/run/libvirt-sock. With --foreground it becomes libvirtd
+# itself (same PID; a test runs it as its child and waits for the socket). QEMU runs as
+# root, without cgroups (no systemd here), security drivers or virtlogd; the storage pool
+# "default" (vagrant-libvirt's volumes) is DIR/lib/images; DIR/log/ has libvirtd's log.
 set -euo pipefail
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -29,8 +31,13 @@ if [ "${1:-}" = --inner ]; then
   exec libvirtd --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid
 fi
 
+foreground=0
+if [ "${1:-}" = --foreground ]; then
+  foreground=1
+  shift
+fi
 dir="${1:-}"
-[ -n "$dir" ] || die "usage: $0 DIR (a directory for libvirt's files; run me inside scripts/sandbox.sh)"
+[ -n "$dir" ] || die "usage: $0 [--foreground] DIR (a directory for libvirt's files; run me inside scripts/sandbox.sh)"
 [ "${MINIK_SANDBOX:-}" = inside ] || die "run me inside the sandbox: scripts/sandbox.sh $0 $dir"
 [ -n "${MINIK_HOST_NETNS:-}" ] && [ "$(readlink /proc/self/ns/net)" != "$MINIK_HOST_NETNS" ] \
   || die "this is the host's network namespace; run me inside scripts/sandbox.sh"
@@ -38,7 +45,7 @@ command -v libvirtd >/dev/null || die "libvirtd is missing; run scripts/deps.sh 
 
 mkdir -p "$dir"
 dir="$(realpath "$dir")"
-mkdir -p "$dir"/{etc,lib/images,run,log,cache}
+mkdir -p "$dir"/{etc/storage/autostart,lib/images,run,log,cache}
 cat >"$dir/etc/libvirtd.conf" <<CONF
 # libvirtd inside minik's sandbox (vagrant/sandbox-libvirtd.sh)
 unix_sock_group = "root"
@@ -58,6 +65,14 @@ cgroup_controllers = [ ]
 stdio_handler = "file"
 CONF
 : >"$dir/etc/libvirt.conf"
+# vagrant-libvirt keeps its volumes in the pool "default", started with the daemon.
+cat >"$dir/etc/storage/default.xml" <<XML
+<pool type='dir'>
+  <name>default</name>
+  <target><path>/var/lib/libvirt/images</path></target>
+</pool>
+XML
+ln -sfn ../default.xml "$dir/etc/storage/autostart/default.xml"
 # The users and groups Debian's libvirt (built for libvirt-daemon-system) looks up at
 # start, all root here.
 cp /etc/passwd "$dir/passwd"
@@ -70,15 +85,13 @@ for g in libvirt-qemu libvirt kvm; do
 done
 
 uri="qemu:///system?socket=$dir/run/libvirt-sock"
+if ((foreground)); then
+  exec unshare --mount --propagation private -- "$0" --inner "$dir"
+fi
 unshare --mount --propagation private -- "$0" --inner "$dir" >>"$dir/log/libvirtd.out" 2>&1 </dev/null &
 pid=$!
 for _ in $(seq 1 100); do
   if virsh -c "$uri" version >/dev/null 2>&1; then
-    # vagrant-libvirt keeps its volumes in the pool "default".
-    if ! virsh -c "$uri" pool-info default >/dev/null 2>&1; then
-      virsh -c "$uri" pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
-      virsh -c "$uri" pool-start default >/dev/null
-    fi
     echo "pid $pid"
     echo "uri $uri"
     exit 0
