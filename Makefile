@@ -37,6 +37,7 @@ bench: deps images
 	scripts/sandbox.sh target/release/bench-proxy
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-services
 	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-cluster
+	MINIK_BIN_DIR=$(CURDIR)/target/release scripts/sandbox.sh target/release/bench-vm
 
 # minik makes its own sandbox (see README.md, "The cluster"); MINIK_UP_FLAGS passes flags,
 # e.g. make up MINIK_UP_FLAGS="--nodes 2 --api-port 7443".
