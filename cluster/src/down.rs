@@ -153,6 +153,10 @@ pub fn kill_node(state_dir: &Path, node: &str) -> anyhow::Result<()> {
     if left > 0 {
         bail!("{left} processes of {node} survived SIGKILL");
     }
-    println!("{node}: killed {killed} processes (minilet, minikproxy and its pods); the control plane will mark it NotReady");
+    if crate::vm::VmConfig::load(&layout)?.find(&cfg, node).is_some() {
+        println!("{node}: powered off (its QEMU killed); the control plane will mark it NotReady; `minik start {node}` boots it again");
+    } else {
+        println!("{node}: killed {killed} processes (minilet, minikproxy and its pods); the control plane will mark it NotReady; `minik start {node}` starts them again");
+    }
     Ok(())
 }

@@ -132,6 +132,8 @@ pub fn vm_services(cfg: &ClusterConfig, node: &str, control: bool) -> String {
         lines.push(line("scheduler", &scheduler(&p)));
         lines.push(line("minik-dns", &dns(cfg, &p)));
     }
+    // The images after the control plane: the API answers sooner.
+    lines.push("@import".to_string());
     lines.push(wait_line(&p.node_kubeconfig, 300));
     lines.push(line("minilet", &minilet(&p)));
     lines.push(line("minikproxy", &minikproxy(cfg, &p, node)));
@@ -156,7 +158,7 @@ mod tests {
         let cfg = crate::config::tests::cfg();
         let s = vm_services(&cfg, "node1", true);
         let names: Vec<&str> = s.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(' ').next().unwrap_or("")).collect();
-        assert_eq!(names, ["miniapi", "@wait", "controller-manager", "scheduler", "minik-dns", "@wait", "minilet", "minikproxy"]);
+        assert_eq!(names, ["miniapi", "@wait", "controller-manager", "scheduler", "minik-dns", "@import", "@wait", "minilet", "minikproxy"]);
         assert!(s.contains("miniapi /usr/bin/miniapi --data-dir /var/lib/miniapi --listen 0.0.0.0:6443 --advertise-address 192.168.50.11"), "{s}");
         assert!(s.contains("@wait /minik/kubeconfig 300"), "{s}");
         let n2 = vm_services(&cfg, "node2", false);

@@ -312,8 +312,8 @@ impl VmNode {
     /// made the first time); returns the PID.
     pub fn start(&self, cfg: &ClusterConfig, vc: &VmConfig, accel: Accel, sup: &Supervisor) -> anyhow::Result<u32> {
         let underlay = network::open(network::UNDERLAY)?;
-        let have_tap = underlay.run(|| std::path::Path::new(&format!("/sys/class/net/{}", self.tap)).exists()).unwrap_or(false);
-        if !have_tap {
+        // A TAP device made with `ip tuntap` outlives the QEMU that used it.
+        if network::ip(&["-n", network::UNDERLAY, "link", "show", "dev", &self.tap]).is_err() {
             network::ip(&["-n", network::UNDERLAY, "tuntap", "add", "dev", &self.tap, "mode", "tap"])?;
             network::ip(&["-n", network::UNDERLAY, "link", "set", &self.tap, "master", "br0", "up"])?;
         }

@@ -41,7 +41,7 @@ NODE_BINARIES=(minilet minilet-shim minik-oci cni-bridge minikproxy
 # Files copied into the image as they are (scripts the nodes run).
 OVERLAY="$ROOT/images/vm/rootfs"
 # Debian binaries from the host, with their libraries.
-HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack /usr/sbin/dropbear /usr/bin/scp)  # dropbear, scp: SSH for Vagrant nodes (vagrant-boot)
+HOST_BINARIES=(/usr/sbin/nft /usr/sbin/ip /usr/sbin/conntrack /usr/sbin/dropbear /usr/bin/scp /usr/bin/iperf3)  # dropbear, scp: SSH for Vagrant nodes (vagrant-boot); iperf3: pod-network throughput (bench-vm)
 # Kernel modules to load at boot; their dependencies are added from each module's
 # `depends=` (.modinfo), so the order in the image is a valid load order.
 MODULES=(

@@ -3,6 +3,11 @@
 //! the test's side of the API forwarder (`127.0.0.1:<port>`, as a person on the host), and
 //! `minik shell HOST -- CMD` to run commands on `ext` or a node. Dropping it runs
 //! `minik down` (also when the test panics, after printing the ends of the logs).
+//!
+//! One switch chooses what the nodes are: `MINIK_NODE_BACKEND=vm` boots every cluster of
+//! the tests with `--backend vm` (QEMU VMs from the node image) instead of network
+//! namespaces, and stretches the tests' waits (VMs under TCG are slower); the tests
+//! themselves do not change.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -32,8 +37,27 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// What the tests' nodes are (`MINIK_NODE_BACKEND`: `netns`, the default, or `vm`).
+pub fn backend() -> &'static str {
+    match std::env::var("MINIK_NODE_BACKEND").as_deref() {
+        Ok("vm") => "vm",
+        Ok("netns") | Ok("") | Err(_) => "netns",
+        Ok(other) => panic!("MINIK_NODE_BACKEND={other:?}: use netns or vm"),
+    }
+}
+
+/// How much longer waits are on the current backend.
+pub fn slowness() -> u32 {
+    if backend() == "vm" {
+        4
+    } else {
+        1
+    }
+}
+
 impl Cluster {
-    /// `minik up --state-dir TMP --api-port FREE ARGS…`, asserting it succeeds.
+    /// `minik up --state-dir TMP --api-port FREE ARGS…` (plus `--backend vm` when the
+    /// tests run on VM nodes), asserting it succeeds.
     pub fn up(args: &[&str]) -> Self {
         let state = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -41,7 +65,10 @@ impl Cluster {
         let port_s = port.to_string();
         let mut full = vec!["up", "--api-port", &port_s];
         full.extend_from_slice(args);
-        let out = c.minik_for(&full, Duration::from_secs(300));
+        if backend() == "vm" {
+            full.extend(["--backend", "vm"]);
+        }
+        let out = c.minik_for(&full, Duration::from_secs(300) * slowness());
         c.up_output = text(&out);
         assert!(out.status.success(), "minik up failed:\n{}\n{}", c.up_output, c.logs_tail());
         c
@@ -65,9 +92,9 @@ impl Cluster {
         wait_output(cmd.spawn().expect("run minik"), limit)
     }
 
-    /// Runs `minik ARGS…` (60 s at most).
+    /// Runs `minik ARGS…` (60 s at most, times the backend's [`slowness`]).
     pub fn minik(&self, args: &[&str]) -> Output {
-        self.minik_for(args, Duration::from_secs(60))
+        self.minik_for(args, Duration::from_secs(60) * slowness())
     }
 
     /// `minik shell HOST -- CMD…`.
@@ -114,9 +141,11 @@ impl Cluster {
         assert!(out.status.success(), "apply failed: {}\n{manifest}", text(&out));
     }
 
-    /// Polls `f` every 300 ms until it returns `Some`, for at most `limit`; panics with
-    /// `what`, the last thing `f` saw and the logs' ends otherwise.
+    /// Polls `f` every 300 ms until it returns `Ok`, for at most `limit` (times the
+    /// backend's [`slowness`]); panics with `what`, the last thing `f` saw and the logs'
+    /// ends otherwise.
     pub fn wait<T>(&self, what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+        let limit = limit * slowness();
         let end = Instant::now() + limit;
         let mut last;
         loop {

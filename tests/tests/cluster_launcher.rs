@@ -45,7 +45,7 @@ fn up_publishes_the_api_refuses_a_second_up_and_down_leaves_nothing() {
     let netns_before = netns_names();
     let c = Cluster::up(&["--nodes", "1", "--no-demo"]);
     let dir = c.dir().display().to_string();
-    for step in ["[1/7] sandbox", "[3/7] API server", "[7/7] nodes Ready", "export KUBECONFIG="] {
+    for step in ["[1/", "] sandbox", "] API server", "] nodes Ready ... ok", "export KUBECONFIG="] {
         assert!(c.up_output.contains(step), "`up` did not show {step:?}:\n{}", c.up_output);
     }
 
