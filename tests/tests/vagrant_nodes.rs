@@ -1,5 +1,5 @@
 //! Vagrant nodes: `vagrant/Vagrantfile` (vagrant-libvirt) boots two minik nodes from the
-//! box `vagrant/package-box.sh` makes of the node image, against a private libvirtd that
+//! box `vagrant/package-box.sh` makes of the node image (cached and reproducible), against a private libvirtd that
 //! runs inside the sandbox (`vagrant/sandbox-libvirtd.sh --foreground`, the test's child).
 //! Checked with the real kubectl against the API in node1's VM (192.168.50.11:6443,
 //! reached over the underlay network vagrant-libvirt made in the sandbox): both nodes
@@ -201,6 +201,11 @@ fn own_processes(progs: &[&str], needle: &str) -> Vec<u32> {
         .collect()
 }
 
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
 fn ready(pod: &Value) -> bool {
     pod["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
@@ -224,6 +229,9 @@ fn two_vagrant_nodes_join_run_a_scheduled_pod_and_leave_nothing() {
     assert!(out.contains("==> box ") && box_file.is_file(), "package-box.sh made no box:\n{out}");
     let again = script(&["vagrant/package-box.sh", "--out", &box_path], &work.path().join("box2.log"), 60 * SEC);
     assert!(again.contains("up to date"), "packaging the same image again should be skipped:\n{again}");
+    let copy = work.path().join("again.box");
+    script(&["vagrant/package-box.sh", "--force", "--out", &copy.display().to_string()], &work.path().join("box3.log"), 120 * SEC);
+    assert_eq!(sha256(&copy), sha256(&box_file), "packaging the same image twice gives different boxes");
     let manifest = std::fs::read_to_string(repo().join("target/images/vm/manifest.txt")).expect("manifest");
     let kernel = manifest.lines().next().and_then(|l| l.split_whitespace().nth(1)).expect("kernel version").to_string();
 
