@@ -63,6 +63,10 @@ const TARGET: Duration = Duration::from_secs(60);
 const UP_LIMIT: Duration = Duration::from_secs(660);
 /// How long the node image build may take.
 const BUILD_LIMIT: Duration = Duration::from_secs(600);
+/// How often one kubectl call is tried.
+const KUBECTL_TRIES: u32 = 5;
+/// No kubectl call is tried again after this.
+const KUBECTL_LIMIT: Duration = Duration::from_secs(420);
 /// Where minilet keeps a pod inside a node VM (its `rootDir`).
 const VM_PODS_DIR: &str = "/var/lib/minik/minilet/pods";
 
@@ -206,15 +210,29 @@ impl Cluster {
         self.shell(node, &all)
     }
 
+    /// kubectl against the cluster; every call here is idempotent (apply, get, wait), so
+    /// a failed one is tried again (at most [`KUBECTL_TRIES`] times, none started after
+    /// [`KUBECTL_LIMIT`]): an API server in a VM under TCG on a busy host drops
+    /// connections now and then.
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig").arg(self.state.path().join("admin.kubeconfig")).args(args);
-        c.env("KUBECACHEDIR", self.state.path().join("kubecache"));
-        let out = run(c, Duration::from_secs(360))?;
-        if !out.ok {
-            bail!("kubectl {}: {}", args.join(" "), out.stderr.trim());
+        let mut last = String::new();
+        let end = Instant::now() + KUBECTL_LIMIT;
+        for attempt in 1..=KUBECTL_TRIES {
+            if attempt > 1 && Instant::now() >= end {
+                break;
+            }
+            let mut c = Command::new("kubectl");
+            c.arg("--kubeconfig").arg(self.state.path().join("admin.kubeconfig")).args(args);
+            c.env("KUBECACHEDIR", self.state.path().join("kubecache"));
+            match run(c, Duration::from_secs(360)) {
+                Ok(out) if out.ok => return Ok(out.stdout),
+                Ok(out) => last = out.stderr.trim().to_string(),
+                Err(e) => last = format!("{e:#}"),
+            }
+            eprintln!("  kubectl {} (try {attempt} of {KUBECTL_TRIES}): {last}", args.join(" "));
+            std::thread::sleep(Duration::from_secs(3));
         }
-        Ok(out.stdout)
+        bail!("kubectl {}: {last}", args.join(" "))
     }
 
     /// `minik up ARGS…`, following its progress lines as they arrive.
@@ -518,7 +536,8 @@ fn bench(args: &Args) -> Result<()> {
         Measured { boot, throughput }
     };
 
-    // 2. The VMs under TCG: boot, memory, throughput, then down.
+    // 2. The VMs under TCG: boot, throughput, memory (with the demo and the bench pods
+    // running), then down.
     println!("VM cluster: minik up --backend vm --nodes 3 --vm-accel tcg (with the demo) ...");
     let (tcg, memory) = {
         let c = Cluster::new(&p)?;
@@ -527,9 +546,9 @@ fn bench(args: &Args) -> Result<()> {
         if let Some(e) = &boot.error {
             bail!("minik up --backend vm --vm-accel tcg failed:\n{e}");
         }
-        println!("  nodes Ready {}, demo {}; memory, iperf3 ...", secs(boot.nodes_ready), secs(boot.demo_ready));
-        let memory = vm_memory(&c)?;
+        println!("  nodes Ready {}, demo {}; iperf3, memory ...", secs(boot.nodes_ready), secs(boot.demo_ready));
         let throughput = Some(throughput(&c, Kind::Vm, args).context("VM cluster (TCG)")?);
+        let memory = vm_memory(&c)?;
         (Measured { boot, throughput }, memory)
     };
 
@@ -600,7 +619,7 @@ fn report(args: &Args, p: &Paths, netns: &Measured, tcg: &Measured, kvm: &Result
         None => println!("target: 3 VM nodes Ready under TCG <= {} s: NOT met (not Ready)", TARGET.as_secs()),
     }
 
-    println!("\nmemory per node VM (TCG, demo and bench pods running; --vm-memory {} MiB)", args.vm_memory);
+    println!("\nmemory per node VM (TCG, after the iperf3 runs, the demo and the bench pods scheduled; --vm-memory {} MiB)", args.vm_memory);
     println!("{:<8} {:>18} {:>22} {:>18}", "node", "QEMU RSS (host)", "guest used (T - A)", "guest MemTotal");
     for m in memory {
         println!("{:<8} {:>14.0} MiB {:>18.0} MiB {:>14.0} MiB", m.node, mib(m.qemu_rss_kib), mib(m.guest_used_kib), mib(m.guest_total_kib));
