@@ -57,6 +57,8 @@ struct Env {
     dir: tempfile::TempDir,
     libvirtd: Child,
     uri: String,
+    /// `vagrant destroy -f` left nothing (checked): Drop only stops libvirtd.
+    destroyed: bool,
 }
 
 impl Env {
@@ -73,7 +75,7 @@ impl Env {
             .spawn()
             .expect("run vagrant/sandbox-libvirtd.sh");
         let uri = format!("qemu:///system?socket={}/run/libvirt-sock", lv.display());
-        let mut env = Env { dir, libvirtd, uri };
+        let mut env = Env { dir, libvirtd, uri, destroyed: false };
         let end = Instant::now() + 30 * SEC;
         loop {
             if env.virsh(&["version"]).0 {
@@ -164,7 +166,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if self.libvirtd.try_wait().ok().flatten().is_none() {
+        if !self.destroyed && self.libvirtd.try_wait().ok().flatten().is_none() {
             let _ = self.vagrant(&["destroy", "-f"], "vagrant-destroy-cleanup.log", 180 * SEC);
             for d in self.virsh(&["list", "--all", "--name"]).1.lines().filter(|l| !l.trim().is_empty()) {
                 let _ = self.virsh(&["destroy", d.trim()]);
@@ -235,7 +237,7 @@ fn two_vagrant_nodes_join_run_a_scheduled_pod_and_leave_nothing() {
     let manifest = std::fs::read_to_string(repo().join("target/images/vm/manifest.txt")).expect("manifest");
     let kernel = manifest.lines().next().and_then(|l| l.split_whitespace().nth(1)).expect("kernel version").to_string();
 
-    let env = Env::start();
+    let mut env = Env::start();
     let (st, out) = env.vagrant(&["box", "add", "--name", "minik-node", &box_path], "vagrant-box-add.log", 120 * SEC);
     assert!(st.is_some_and(|s| s.success()), "vagrant box add failed ({st:?}):\n{out}");
 
@@ -303,4 +305,5 @@ fn two_vagrant_nodes_join_run_a_scheduled_pod_and_leave_nothing() {
     assert_eq!(env.names("net-list"), Vec::<String>::new(), "networks left after vagrant destroy");
     let left = own_processes(&["qemu-system", "dnsmasq"], &env.dir.path().display().to_string());
     assert!(left.is_empty(), "processes left after vagrant destroy: {left:?}");
+    env.destroyed = true;
 }
