@@ -619,26 +619,36 @@ fn report(args: &Args, p: &Paths, netns: &Measured, tcg: &Measured, kvm: &Result
         None => println!("target: 3 VM nodes Ready under TCG <= {} s: NOT met (not Ready)", TARGET.as_secs()),
     }
 
-    println!("\nmemory per node VM (TCG, after the iperf3 runs, the demo and the bench pods scheduled; --vm-memory {} MiB)", args.vm_memory);
-    println!("{:<8} {:>18} {:>22} {:>18}", "node", "QEMU RSS (host)", "guest used (T - A)", "guest MemTotal");
+    println!("\nmemory per node VM (TCG, after the iperf3 runs, the demo and the bench pods scheduled)");
+    println!("{:<8} {:>14} {:>18} {:>10} {:>22} {:>18}", "node", "--vm-memory", "QEMU RSS (host)", "of conf.", "guest used (T - A)", "guest MemTotal");
+    let row = |name: &str, rss: u64, used: u64, total: u64| {
+        let conf = f64::from(args.vm_memory);
+        println!(
+            "{:<8} {:>10} MiB {:>14.0} MiB {:>9.0}% {:>18.0} MiB {:>14.0} MiB",
+            name,
+            args.vm_memory,
+            mib(rss),
+            100.0 * mib(rss) / conf,
+            mib(used),
+            mib(total)
+        );
+    };
     for m in memory {
-        println!("{:<8} {:>14.0} MiB {:>18.0} MiB {:>14.0} MiB", m.node, mib(m.qemu_rss_kib), mib(m.guest_used_kib), mib(m.guest_total_kib));
+        row(&m.node, m.qemu_rss_kib, m.guest_used_kib, m.guest_total_kib);
     }
     let n = memory.len().max(1) as u64;
-    println!(
-        "{:<8} {:>14.0} MiB {:>18.0} MiB {:>14} MiB",
-        "mean",
-        mib(memory.iter().map(|m| m.qemu_rss_kib).sum::<u64>() / n),
-        mib(memory.iter().map(|m| m.guest_used_kib).sum::<u64>() / n),
-        args.vm_memory
-    );
+    let mean = |f: fn(&VmMem) -> u64| memory.iter().map(f).sum::<u64>() / n;
+    row("mean", mean(|m| m.qemu_rss_kib), mean(|m| m.guest_used_kib), mean(|m| m.guest_total_kib));
+    println!("  (QEMU's RSS is the guest RAM it has touched plus QEMU itself, TCG's translation cache included)");
 
-    println!("\nthroughput pod on node1 -> pod on node2, Gbit/s (iperf3 -t {}, median of {})", args.seconds, args.runs);
+    println!("\nthroughput pod on node1 -> pod on node2, Gbit/s (iperf3 -t {}, median of {}; runs in brackets)", args.seconds, args.runs);
     println!("{:<24} {:>14} {:>14} {:>10}", "", "pod IP", "ClusterIP", "ratio");
     for (name, m) in [("netns cluster (ref)", netns), ("VM cluster, TCG", tcg)] {
         let Some(t) = &m.throughput else { continue };
         let (Some(d), Some(s)) = (median(&t.pod_ip), median(&t.cluster_ip)) else { continue };
         println!("{:<24} {:>14.3} {:>14.3} {:>9.1}%", name, d, s, if d > 0.0 { 100.0 * s / d } else { 0.0 });
+        let list = |v: &[f64]| v.iter().map(|g| format!("{g:.3}")).collect::<Vec<_>>().join(" ");
+        println!("{:<24} {:>14} {:>14}", "", format!("[{}]", list(&t.pod_ip)), format!("[{}]", list(&t.cluster_ip)));
     }
 }
 
