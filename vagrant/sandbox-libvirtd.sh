@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Starts a private libvirtd for Vagrant runs inside minik's sandbox (scripts/sandbox.sh),
 # so libvirt never touches the host: its networks (bridges, dnsmasq, NAT rules) live in
-# the sandbox's network namespace, and its files in DIR. libvirtd runs in a mount
+# the sandbox's network namespace (or, with --netns NAME, in the named namespace NAME,
+# made if missing: `ip netns del NAME` then removes every trace of them, the iptables
+# chains libvirt leaves included), and its files in DIR. libvirtd runs in a mount
 # namespace of its own where DIR's subdirectories are bind-mounted over /etc/libvirt,
 # /var/lib/libvirt, /run/libvirt, /var/log/libvirt and /var/cache/libvirt, and copies of
 # /etc/passwd and /etc/group with the users Debian's libvirt looks up (libvirt-qemu…)
 # over theirs; nothing outside that namespace sees those mounts.
 #
-#   scripts/sandbox.sh vagrant/sandbox-libvirtd.sh [--foreground] DIR
+#   scripts/sandbox.sh vagrant/sandbox-libvirtd.sh [--foreground] [--netns NAME] DIR
+#
+# With --netns, run vagrant and kubectl there too (`ip netns exec NAME vagrant up`): the
+# VMs' networks are only reachable from that namespace.
 #
 # Prints two lines once the daemon answers: `pid PID` (stop it with `kill PID`, after
 # `vagrant destroy`) and `uri URI` (for LIBVIRT_DEFAULT_URI, virsh -c, vagrant-libvirt):
@@ -32,12 +37,18 @@ if [ "${1:-}" = --inner ]; then
 fi
 
 foreground=0
-if [ "${1:-}" = --foreground ]; then
-  foreground=1
+netns=""
+while (($#)); do
+  case "$1" in
+    --foreground) foreground=1 ;;
+    --netns) netns="${2:?--netns needs a name}"; shift ;;
+    -*) die "unknown option '$1' (usage: $0 [--foreground] [--netns NAME] DIR)" ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 dir="${1:-}"
-[ -n "$dir" ] || die "usage: $0 [--foreground] DIR (a directory for libvirt's files; run me inside scripts/sandbox.sh)"
+[ -n "$dir" ] || die "usage: $0 [--foreground] [--netns NAME] DIR (a directory for libvirt's files; run me inside scripts/sandbox.sh)"
 [ "${MINIK_SANDBOX:-}" = inside ] || die "run me inside the sandbox: scripts/sandbox.sh $0 $dir"
 [ -n "${MINIK_HOST_NETNS:-}" ] && [ "$(readlink /proc/self/ns/net)" != "$MINIK_HOST_NETNS" ] \
   || die "this is the host's network namespace; run me inside scripts/sandbox.sh"
@@ -85,10 +96,18 @@ for g in libvirt-qemu libvirt kvm; do
 done
 
 uri="qemu:///system?socket=$dir/run/libvirt-sock"
-if ((foreground)); then
-  exec unshare --mount --propagation private -- "$0" --inner "$dir"
+run=(unshare --mount --propagation private -- "$0" --inner "$dir")
+if [ -n "$netns" ]; then
+  if [ ! -e "/run/netns/$netns" ]; then
+    ip netns add "$netns"
+    ip -n "$netns" link set lo up
+  fi
+  run=(ip netns exec "$netns" "${run[@]}")
 fi
-unshare --mount --propagation private -- "$0" --inner "$dir" >>"$dir/log/libvirtd.out" 2>&1 </dev/null &
+if ((foreground)); then
+  exec "${run[@]}"
+fi
+"${run[@]}" >>"$dir/log/libvirtd.out" 2>&1 </dev/null &
 pid=$!
 for _ in $(seq 1 100); do
   if virsh -c "$uri" version >/dev/null 2>&1; then

@@ -1,18 +1,19 @@
 //! Vagrant nodes: `vagrant/Vagrantfile` (vagrant-libvirt) boots two minik nodes from the
-//! box `vagrant/package-box.sh` makes of the node image (cached and reproducible), against a private libvirtd that
-//! runs inside the sandbox (`vagrant/sandbox-libvirtd.sh --foreground`, the test's child).
-//! Checked with the real kubectl against the API in node1's VM (192.168.50.11:6443,
-//! reached over the underlay network vagrant-libvirt made in the sandbox): both nodes
-//! registered and Ready with a pod CIDR each, running the image's kernel; a pod the
-//! scheduler places on node2 gets Ready, with an address from node2's CIDR, and
-//! `kubectl exec` reaches it; `vagrant destroy -f` leaves no domain, network, QEMU or
-//! dnsmasq behind.
+//! box `vagrant/package-box.sh` makes of the node image (cached and reproducible), against
+//! a private libvirtd inside the sandbox, in a network namespace of its own
+//! (`vagrant/sandbox-libvirtd.sh --foreground --netns NAME`, the test's child; vagrant and
+//! kubectl run in that namespace too). Checked with the real kubectl against the API in
+//! node1's VM (192.168.50.11:6443, over the underlay network vagrant-libvirt made there):
+//! both nodes registered and Ready with a pod CIDR each, running the image's kernel; a pod
+//! the scheduler places on node2 gets Ready, with an address from node2's CIDR, and
+//! `kubectl exec` reaches it; `vagrant destroy -f` leaves no domain, network, link, QEMU
+//! or dnsmasq behind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use minik_tests::{bin_dir, require_sandbox};
+use minik_tests::{bin_dir, require_sandbox, unique};
 use serde_json::Value;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -57,6 +58,10 @@ struct Env {
     dir: tempfile::TempDir,
     libvirtd: Child,
     uri: String,
+    /// The named network namespace libvirtd, its networks and VMs, vagrant and kubectl
+    /// run in, and its `net:[INODE]`.
+    netns: String,
+    ns: Option<PathBuf>,
     /// `vagrant destroy -f` left nothing (checked): Drop only stops libvirtd.
     destroyed: bool,
 }
@@ -66,8 +71,9 @@ impl Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let lv = dir.path().join("libvirt");
         let log = std::fs::File::create(dir.path().join("sandbox-libvirtd.log")).expect("log");
+        let netns = unique("vglv");
         let libvirtd = Command::new(repo().join("vagrant/sandbox-libvirtd.sh"))
-            .arg("--foreground")
+            .args(["--foreground", "--netns", &netns])
             .arg(&lv)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
@@ -75,10 +81,12 @@ impl Env {
             .spawn()
             .expect("run vagrant/sandbox-libvirtd.sh");
         let uri = format!("qemu:///system?socket={}/run/libvirt-sock", lv.display());
-        let mut env = Env { dir, libvirtd, uri, destroyed: false };
+        let mut env = Env { dir, libvirtd, uri, netns, ns: None, destroyed: false };
         let end = Instant::now() + 30 * SEC;
         loop {
             if env.virsh(&["version"]).0 {
+                env.ns = net_ns_of(env.libvirtd.id());
+                assert!(env.ns.is_some() && env.ns != net_ns_of(std::process::id()), "libvirtd should run in a namespace of its own");
                 break;
             }
             let log = std::fs::read_to_string(env.dir.path().join("sandbox-libvirtd.log")).unwrap_or_default();
@@ -102,13 +110,26 @@ impl Env {
         out.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
     }
 
+    /// `PROG` in libvirt's network namespace (`ip netns exec`).
+    fn in_netns(&self, prog: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, prog]);
+        c
+    }
+
+    /// The links in libvirt's network namespace.
+    fn links(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["-n", &self.netns, "-o", "link", "show"]).output().expect("ip link");
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n).to_string()).collect()
+    }
+
     fn state(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// `vagrant ARGS…` in vagrant/, with this environment; output in `log`.
     fn vagrant(&self, args: &[&str], log: &str, limit: Duration) -> (Option<ExitStatus>, String) {
-        let mut c = Command::new("vagrant");
+        let mut c = self.in_netns("vagrant");
         c.args(args).current_dir(repo().join("vagrant"));
         c.env("LIBVIRT_DEFAULT_URI", &self.uri)
             .env("VAGRANT_HOME", self.dir.path().join("vagrant.d"))
@@ -122,7 +143,8 @@ impl Env {
 
     /// The real kubectl against node1's API with the admin kubeconfig node1 issued.
     fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("/usr/bin/kubectl")
+        let out = self
+            .in_netns("/usr/bin/kubectl")
             .env("KUBECONFIG", self.state().join("admin.kubeconfig"))
             .arg("--request-timeout=20s")
             .args(args)
@@ -179,16 +201,21 @@ impl Drop for Env {
         }
         let _ = self.libvirtd.kill();
         let _ = self.libvirtd.wait();
-        for pid in own_processes(&["qemu-system", "dnsmasq"], &self.dir.path().display().to_string()) {
+        for pid in own_processes(&["qemu-system", "dnsmasq"], &self.dir.path().display().to_string(), &self.ns) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
     }
 }
 
-/// PIDs of processes in this network namespace whose command starts with one of `progs`
+/// The network namespace of a process (`net:[INODE]`).
+fn net_ns_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+}
+
+/// PIDs of processes in network namespace `ns` whose command starts with one of `progs`
 /// and whose command line (or, for dnsmasq, libvirt's config) names `needle` or libvirt.
-fn own_processes(progs: &[&str], needle: &str) -> Vec<u32> {
-    let own = std::fs::read_link("/proc/self/ns/net").ok();
+fn own_processes(progs: &[&str], needle: &str, ns: &Option<PathBuf>) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
@@ -198,7 +225,8 @@ fn own_processes(progs: &[&str], needle: &str) -> Vec<u32> {
             let prog = cmd.split(' ').next().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
             progs.iter().any(|p| prog.starts_with(p))
                 && (cmd.contains(needle) || cmd.contains("libvirt"))
-                && std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() == own
+                && ns.is_some()
+                && net_ns_of(*pid) == *ns
         })
         .collect()
 }
@@ -303,7 +331,8 @@ fn two_vagrant_nodes_join_run_a_scheduled_pod_and_leave_nothing() {
     assert!(st.is_some_and(|s| s.success()), "vagrant destroy -f failed ({st:?}):\n{out}");
     assert_eq!(env.names("list"), Vec::<String>::new(), "domains left after vagrant destroy");
     assert_eq!(env.names("net-list"), Vec::<String>::new(), "networks left after vagrant destroy");
-    let left = own_processes(&["qemu-system", "dnsmasq"], &env.dir.path().display().to_string());
+    let left = own_processes(&["qemu-system", "dnsmasq"], &env.dir.path().display().to_string(), &env.ns);
     assert!(left.is_empty(), "processes left after vagrant destroy: {left:?}");
+    assert_eq!(env.links(), ["lo"], "links left in libvirt's namespace after vagrant destroy");
     env.destroyed = true;
 }
