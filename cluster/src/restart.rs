@@ -81,8 +81,14 @@ async fn wait_ready(kubeconfig: &Path, node: &str) -> anyhow::Result<()> {
         match api.get_opt(node).await {
             Ok(Some(n)) => {
                 let ready = n.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+                // Back means Ready and rid of the taints the node lifecycle controller put
+                // on it while it was gone (pods given to it meanwhile would be evicted).
+                let away = n.spec.as_ref().and_then(|s| s.taints.as_ref()).map(|ts| {
+                    ts.iter().filter(|t| t.key == "node.kubernetes.io/unreachable" || t.key == "node.kubernetes.io/not-ready").map(|t| t.key.clone()).collect::<Vec<_>>()
+                });
                 match ready {
-                    Some(c) if c.status == "True" => return Ok(()),
+                    Some(c) if c.status == "True" && away.as_ref().is_none_or(|a| a.is_empty()) => return Ok(()),
+                    Some(c) if c.status == "True" => last = format!("Ready, still tainted {:?}", away.unwrap_or_default()),
                     Some(c) => last = format!("Ready={} ({})", c.status, c.reason.clone().unwrap_or_default()),
                     None => last = "no Ready condition".into(),
                 }

@@ -245,13 +245,27 @@ fn the_course_lab_on_three_nodes() {
 
     // Scale 3 → 1: the endpoints follow, the NodePort keeps answering on every node.
     c.ok(&["-n", NS, "scale", "rs", "api-rs", "--replicas=1"]);
-    c.wait("api-service down to one endpoint", 30 * SEC, || match endpoint_ips(&c, NS, "api-service") {
-        ips if ips.len() == 1 => Ok(()),
+    let left = c.wait("api-service down to one endpoint", 30 * SEC, || match endpoint_ips(&c, NS, "api-service") {
+        ips if ips.len() == 1 => Ok(ips),
         ips => Err(format!("{ips:?}")),
     });
+    // The removed endpoints leave every node's rules (minikproxy follows the endpoints),
+    // then the NodePort answers on every node, every time.
+    let removed: Vec<String> = api.iter().map(|p| p.ip.clone()).filter(|ip| !left.contains(ip)).collect();
+    for node in ["node1", "node2", "node3"] {
+        c.wait("the removed endpoints gone from every node's rules", 20 * SEC, || {
+            let rules = nft_rules(&c, node);
+            match removed.iter().find(|ip| rules.contains(&format!(" {ip} ")) || rules.contains(&format!(" {ip}:"))) {
+                Some(ip) => Err(format!("{node} still forwards to {ip}")),
+                None => Ok(()),
+            }
+        });
+    }
     for ip in NODE_IPS {
-        let (ok, out) = from_ext(&c, &format!("http://{ip}:30002/demo/hello"));
-        assert!(ok && out == "hello, world!", "after scaling to 1, NodePort on {ip}: {out}");
+        for _ in 0..3 {
+            let (ok, out) = from_ext(&c, &format!("http://{ip}:30002/demo/hello"));
+            assert!(ok && out == "hello, world!", "after scaling to 1, NodePort on {ip}: {out}");
+        }
     }
 
     // A Service with no endpoints refuses at once (no black hole).
@@ -347,6 +361,17 @@ fn the_course_lab_on_three_nodes() {
         Ok::<_, String>(p)
     });
     assert_eq!(back.node, victim);
+    // The pods evicted while it was away (left Terminating: nobody could stop them) are
+    // finished by the node that came back, whether it kept its state or lost it (a VM).
+    c.wait("no pod left Terminating on the node that rejoined", 60 * SEC, || {
+        let all = pods(&c, NS, "").into_iter().chain(pods(&c, "default", ""));
+        let left: Vec<PodRow> = all.filter(|p| p.node == victim && p.deleting).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
     let hello = c.wait("the API by name from the node that rejoined", 30 * SEC, || {
         match in_pod(&c, "default", "back", "wget -qO- http://api-service.service-lab.svc.cluster.local:8080/demo/hello") {
             (true, out) => Ok(out),

@@ -183,11 +183,16 @@ async fn monitor(
         } else {
             ready_status
         };
-        if let Err(e) = sync_taints(client, &node, status.as_deref()).await {
-            tracing::warn!(node = %name, error = %e, "could not update node taints");
-            continue;
-        }
-        evict(client, cfg, &node, pods, recorder).await;
+        // Evict on the taints as just synced: a node that came back must not lose the
+        // pods it was given meanwhile to the taints it had a moment ago.
+        let taints = match sync_taints(client, &node, status.as_deref()).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "could not update node taints");
+                continue;
+            }
+        };
+        evict(client, cfg, &name, &taints, pods, recorder).await;
     }
 }
 
@@ -301,7 +306,9 @@ fn wanted_taints(node: &Node, ready: Option<&str>) -> Vec<(String, String)> {
     want
 }
 
-async fn sync_taints(client: &Client, node: &Node, ready: Option<&str>) -> kube::Result<()> {
+/// Brings the node's managed taints in line with its Ready status; returns the node's
+/// taints as they are now (the store's copy may not show the update yet).
+async fn sync_taints(client: &Client, node: &Node, ready: Option<&str>) -> kube::Result<Vec<Taint>> {
     let current: Vec<Taint> = node
         .spec
         .as_ref()
@@ -315,7 +322,7 @@ async fn sync_taints(client: &Client, node: &Node, ready: Option<&str>) -> kube:
         .collect();
     let same = have.len() == want.len() && want.iter().all(|w| have.contains(w));
     if same {
-        return Ok(());
+        return Ok(current);
     }
     let mut taints: Vec<Taint> = current
         .iter()
@@ -342,7 +349,7 @@ async fn sync_taints(client: &Client, node: &Node, ready: Option<&str>) -> kube:
         )
         .await,
     )?;
-    Ok(())
+    Ok(taints)
 }
 
 /// Seconds after the taint was added at which a pod is evicted, `None` for never.
@@ -370,26 +377,19 @@ fn eviction_delay(pod: &Pod, taint: &Taint, cap: Duration) -> Option<f64> {
 async fn evict(
     client: &Client,
     cfg: &NodeLifecycleConfig,
-    node: &Node,
+    name: &str,
+    taints: &[Taint],
     pods: &Store<Pod>,
     recorder: &Recorder,
 ) {
-    let taints: Vec<Taint> = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t.effect == "NoExecute")
-        .collect();
+    let taints: Vec<&Taint> = taints.iter().filter(|t| t.effect == "NoExecute").collect();
     if taints.is_empty() {
         return;
     }
-    let name = node.name_any();
     for pod in pods
         .state()
         .iter()
-        .filter(|p| pod_node(p) == Some(name.as_str()) && !is_deleting(p.as_ref()))
+        .filter(|p| pod_node(p) == Some(name) && !is_deleting(p.as_ref()))
     {
         let due = taints.iter().any(|t| {
             let since = t.time_added.as_ref().map(seconds_since).unwrap_or(f64::MAX);

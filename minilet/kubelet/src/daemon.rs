@@ -85,7 +85,7 @@ pub async fn run(cfg: KubeletConfig) -> anyhow::Result<()> {
             crate::apiclient::network::start(client, &node.cfg).await?;
         }
         tokio::spawn(crate::apiclient::status::sync_loop(client.clone(), node.cfg.pods_dir(), node.cfg.node_ip.clone()));
-        let api = crate::apiclient::source::ApiSource::start(client.clone(), &node.cfg.node_name);
+        let api = crate::apiclient::source::ApiSource::start(client.clone(), &node.cfg.node_name, node.cfg.pods_dir());
         if !api.wait_synced(Duration::from_secs(30)).await {
             anyhow::bail!("the API server did not answer the pod list within 30 s; check kubeconfig {:?}", node.cfg.kubeconfig);
         }

@@ -1,7 +1,10 @@
 //! The API server as a pod source: a watch on the pods bound to this node
 //! (`fieldSelector=spec.nodeName=<node>`) feeding a reflector cache. Pods marked for
 //! deletion are not desired any more; once their worker stopped them, [`finish`]
-//! deletes them for good (grace period 0, UID precondition), as the kubelet does.
+//! deletes them for good (grace period 0, UID precondition), as the kubelet does. Pods
+//! marked for deletion that this node has no record of (it lost its state: a VM node
+//! booted again, its disk a tmpfs) have nothing to stop, and are finished at once by
+//! [`reap_unknown`] — otherwise they would stay Terminating for ever.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,12 +25,14 @@ pub struct ApiSource {
 }
 
 impl ApiSource {
-    /// Starts the watch for `node`.
-    pub fn start(client: Client, node: &str) -> Self {
+    /// Starts the watch for `node`; pods marked for deletion with no record in
+    /// `pods_dir` are finished.
+    pub fn start(client: Client, node: &str, pods_dir: PathBuf) -> Self {
         let (store, writer) = reflector::store::<Pod>();
-        let pods: Api<Pod> = Api::all(client);
+        let pods: Api<Pod> = Api::all(client.clone());
         let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let stream = reflector::reflector(writer, watcher(pods, cfg)).default_backoff();
+        tokio::spawn(reap_unknown(client.clone(), store.clone(), pods_dir));
         let task = tokio::spawn(async move {
             stream
                 .for_each(|ev| async move {
@@ -62,6 +67,23 @@ impl PodSource for ApiSource {
             })
             .collect();
         (out, Vec::new())
+    }
+}
+
+/// Every 2 s: finishes the pods marked for deletion that have no record on this node.
+async fn reap_unknown(client: Client, store: Store<Pod>, pods_dir: PathBuf) {
+    let mut done = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        for p in store.state() {
+            let Some(uid) = p.metadata.uid.clone() else { continue };
+            if p.metadata.deletion_timestamp.is_none() || done.contains(&uid) || pods_dir.join(&uid).exists() {
+                continue;
+            }
+            tracing::info!(pod = ?p.metadata.name, uid, "a pod marked for deletion that this node does not run");
+            finish(&client, &p).await;
+            done.insert(uid);
+        }
     }
 }
 
