@@ -267,7 +267,7 @@ fn proxy_step(cfg: &ClusterConfig, progress: &mut Reporter, sup: &Supervisor) ->
     let mut proxies = Vec::new();
     for name in cfg.node_names() {
         let ns = network::open(&name)?;
-        let pid = sup.spawn("minikproxy", &name, &ns, &name, services::minikproxy(cfg, &netns_place(cfg, &name), &name))?;
+        let pid = sup.spawn("minikproxy", &name, &ns, &name, services::minikproxy(cfg, &netns_place(cfg, &name), &name, "eth0"))?;
         proxies.push((name, pid));
     }
     let mut broken = Vec::new();

@@ -15,6 +15,7 @@ mod forward;
 mod keeper;
 mod kubectl;
 mod network;
+mod nodefiles;
 mod nodes;
 mod procs;
 mod progress;
@@ -85,12 +86,26 @@ enum Cmd {
         /// The node, e.g. node2.
         node: String,
     },
+    /// Write the node files (minilet.yaml, node.env, services) of a cluster of VM nodes
+    /// into OUT/node1..nodeN, for provisioners other than `minik up` (vagrant/Vagrantfile).
+    NodeFiles {
+        /// Number of nodes (node1 runs the control plane).
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// The directory to write the nodes' directories into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The nodes' interface on the underlay (eth1 under Vagrant, whose eth0 is its
+        /// management network).
+        #[arg(long, default_value = "eth0")]
+        underlay_interface: String,
+    },
     /// (internal) The keeper, started by `up` inside its sandbox.
     #[command(hide = true)]
     Sandbox,
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Parser, Debug)]
 struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
@@ -177,6 +192,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Cmd::Trace { target, namespace } => trace::trace(&state_dir, &target, &namespace).map(|_| 0),
         Cmd::Kill { node } => down::kill_node(&state_dir, &node).map(|_| 0),
         Cmd::Start { node } => restart::start(&state_dir, &node).map(|_| 0),
+        Cmd::NodeFiles { nodes, out, underlay_interface } => {
+            let a = UpArgs::parse_from(["up", "--nodes", &nodes.to_string(), "--backend", "vm"]);
+            let cfg = up_config(&state_dir, a)?;
+            for d in nodefiles::command(&cfg, &absolute(&out)?, &underlay_interface)? {
+                println!("{}", d.display());
+            }
+            Ok(0)
+        }
         Cmd::Sandbox => keeper::run(&state_dir).map(|_| 0),
     }
 }

@@ -142,6 +142,6 @@ fn start_node(cfg: &ClusterConfig, vc: &VmConfig, accel: Option<Accel>, sup: &Su
     let ns = network::open(node)?;
     let place = netns_place(cfg, node);
     let m = sup.spawn("minilet", node, &ns, node, services::minilet(&place))?;
-    let p = sup.spawn("minikproxy", node, &ns, node, services::minikproxy(cfg, &place, node))?;
+    let p = sup.spawn("minikproxy", node, &ns, node, services::minikproxy(cfg, &place, node, "eth0"))?;
     Ok(format!("minilet (pid {m}) and minikproxy (pid {p}) started again"))
 }

@@ -90,11 +90,12 @@ pub fn minilet(p: &Place) -> Command {
     c
 }
 
-/// minikproxy for `node`, announcing LoadBalancer IPs on eth0.
-pub fn minikproxy(cfg: &ClusterConfig, p: &Place, node: &str) -> Command {
+/// minikproxy for `node`, announcing LoadBalancer IPs on `underlay` (its interface on
+/// the underlay).
+pub fn minikproxy(cfg: &ClusterConfig, p: &Place, node: &str, underlay: &str) -> Command {
     let mut c = p.bin("minikproxy");
     c.arg("--kubeconfig").arg(&p.node_kubeconfig);
-    c.args(["--node-name", node, "--cluster-cidr", &cfg.pod_cidr.to_string(), "--lb-interface", "eth0"]);
+    c.args(["--node-name", node, "--cluster-cidr", &cfg.pod_cidr.to_string(), "--lb-interface", underlay]);
     c
 }
 
@@ -122,9 +123,9 @@ pub fn wait_line(path: &Path, secs: u64) -> String {
 /// The `services` file of a VM node: the control plane first on node1 (once miniapi has
 /// written its kubeconfig), then, once the launcher has issued the node's credentials,
 /// minilet and minikproxy.
-pub fn vm_services(cfg: &ClusterConfig, node: &str, control: bool) -> String {
+pub fn vm_services(cfg: &ClusterConfig, node: &str, control: bool, underlay: &str) -> String {
     let p = Place::in_vm();
-    let mut lines = vec![format!("# {node}'s services, written by `minik up`; run by minik-node-start.")];
+    let mut lines = vec![format!("# {node}'s services, written by minik; run by minik-node-start.")];
     if control {
         lines.push(line("miniapi", &miniapi(cfg, &p)));
         lines.push(wait_line(&p.admin_kubeconfig, 120));
@@ -136,7 +137,7 @@ pub fn vm_services(cfg: &ClusterConfig, node: &str, control: bool) -> String {
     lines.push("@import".to_string());
     lines.push(wait_line(&p.node_kubeconfig, 300));
     lines.push(line("minilet", &minilet(&p)));
-    lines.push(line("minikproxy", &minikproxy(cfg, &p, node)));
+    lines.push(line("minikproxy", &minikproxy(cfg, &p, node, underlay)));
     lines.join("\n") + "\n"
 }
 
@@ -156,12 +157,12 @@ mod tests {
     #[test]
     fn the_control_node_starts_the_control_plane_before_its_agents() {
         let cfg = crate::config::tests::cfg();
-        let s = vm_services(&cfg, "node1", true);
+        let s = vm_services(&cfg, "node1", true, "eth0");
         let names: Vec<&str> = s.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(' ').next().unwrap_or("")).collect();
         assert_eq!(names, ["miniapi", "@wait", "controller-manager", "scheduler", "minik-dns", "@import", "@wait", "minilet", "minikproxy"]);
         assert!(s.contains("miniapi /usr/bin/miniapi --data-dir /var/lib/miniapi --listen 0.0.0.0:6443 --advertise-address 192.168.50.11"), "{s}");
         assert!(s.contains("@wait /minik/kubeconfig 300"), "{s}");
-        let n2 = vm_services(&cfg, "node2", false);
+        let n2 = vm_services(&cfg, "node2", false, "eth0");
         assert!(!n2.contains("miniapi ") && n2.contains("--node-name node2"), "{n2}");
     }
 }

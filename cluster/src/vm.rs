@@ -28,10 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::client as agent;
 use crate::config::{ClusterConfig, Layout};
+use crate::nodefiles::{self, NodeSpec};
 use crate::network;
 use crate::nodes;
 use crate::procs::Supervisor;
-use crate::services;
 
 /// The console line the image's `/init` prints when the node's services run.
 pub const READY_LINE: &str = "minik-init: ready";
@@ -242,25 +242,9 @@ impl VmNode {
         format!("52:54:00:4d:4b:{:02x}", self.ip.octets()[3])
     }
 
-    /// minilet's config as seen inside the VM.
-    pub fn minilet_config(&self, cfg: &ClusterConfig) -> String {
-        format!(
-            "# minilet on the VM {node}, written by `minik up --vms`.\n\
-             nodeName: {node}\n\
-             nodeIP: {ip}\n\
-             rootDir: /var/lib/minik/minilet\n\
-             cniConfDir: /etc/cni/net.d\n\
-             cniBinDirs: [/usr/bin]\n\
-             cniCacheDir: /var/lib/cni\n\
-             kubeconfig: /minik/kubeconfig\n\
-             clusterDns: [{dns}]\n\
-             cniConfigFromNode: true\n\
-             clusterCIDR: {pods}\n",
-            node = self.name,
-            ip = self.ip,
-            dns = cfg.dns_ip(),
-            pods = cfg.pod_cidr,
-        )
+    /// What its files say about it.
+    pub fn spec(&self) -> NodeSpec {
+        NodeSpec { name: self.name.clone(), ip: self.ip, control: self.control, underlay_interface: "eth0".into() }
     }
 
     /// The QEMU command that boots this VM with `accel`.
@@ -294,15 +278,9 @@ impl VmNode {
         for d in [self.dir.join("logs"), self.api_dir.clone(), cfg.layout().root.join("run")] {
             std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        let files = [
-            ("minilet.yaml", self.minilet_config(cfg)),
-            ("node.env", format!("IMAGES=\"{}\"\n", nodes::IMAGES.join(" "))),
-            ("services", services::vm_services(cfg, &self.name, self.control)),
-        ];
-        for (f, text) in files {
-            let p = self.dir.join(f);
-            std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
-        }
+        let all: Vec<String> = cfg.node_names().into_iter().chain(VmConfig::load(&cfg.layout())?.names()).collect();
+        let all = if cfg.vm_nodes() { cfg.node_names() } else { all };
+        nodefiles::write(&self.dir, &nodefiles::render(cfg, &self.spec(), &all))?;
         // A credential left from an earlier boot would let the services start too early.
         let _ = std::fs::remove_file(self.dir.join("kubeconfig"));
         Ok(())
@@ -467,7 +445,7 @@ mod tests {
         assert_eq!(vm.cmdline(&c), "console=ttyS0 panic=-1 quiet minik.node=vm2 minik.ip=192.168.50.13/24 minik.gw=192.168.50.1");
         assert_eq!(vm.mac(), "52:54:00:4d:4b:0d");
         assert_eq!(vm.console, PathBuf::from("/s/logs/vm2-console.log"));
-        let y = vm.minilet_config(&c);
+        let y = nodefiles::minilet_config(&c, &vm.spec());
         for want in ["nodeName: vm2", "nodeIP: 192.168.50.13", "kubeconfig: /minik/kubeconfig", "cniConfigFromNode: true", "cniBinDirs: [/usr/bin]"] {
             assert!(y.contains(want), "{want} not in\n{y}");
         }
