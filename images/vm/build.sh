@@ -16,6 +16,7 @@
 #   images/vm/build.sh [--force] [--bin-dir DIR] [--out DIR]
 #   images/vm/build.sh --fetch      only download the kernel packages (needs the network;
 #                                   `make images` runs it before the tests' sandbox)
+#   images/vm/build.sh --binaries   list the workspace binaries the image is made of
 #
 # --bin-dir: the workspace binaries (default target/debug; they are stripped of debug
 # info in the image). --out: where the three files go (default target/images/vm).
@@ -65,6 +66,7 @@ while (($#)); do
   case "$1" in
     --force) force=1 ;;
     --fetch) fetch_only=1 ;;
+    --binaries) printf '%s\n' "${NODE_BINARIES[@]}"; exit 0 ;;
     --bin-dir) BIN_DIR="$(realpath "${2:?--bin-dir needs a directory}")"; shift ;;
     --out) mkdir -p "${2:?--out needs a directory}"; OUT="$(realpath "$2")"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;

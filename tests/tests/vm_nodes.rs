@@ -46,16 +46,21 @@ fn sha256(p: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
-/// The node binaries the image is made of.
-const NODE_BINARIES: [&str; 5] = ["minilet", "minilet-shim", "minik-oci", "cni-bridge", "minikproxy"];
+/// The workspace binaries the image is made of (`images/vm/build.sh --binaries`).
+fn node_binaries() -> Vec<String> {
+    let out = Command::new(repo().join("images/vm/build.sh")).arg("--binaries").output().expect("images/vm/build.sh --binaries");
+    let list: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert!(list.iter().any(|b| b == "minilet"), "build.sh --binaries: {list:?}");
+    list
+}
 
 #[test]
 fn the_node_image_is_cached_and_reproducible() {
     // A snapshot of the binaries: the shared target/ may be rebuilt while this runs.
     let target = repo().join("target");
     let snap = tempfile::tempdir_in(&target).expect("tempdir in target/");
-    for b in NODE_BINARIES {
-        std::fs::copy(bin_dir().join(b), snap.path().join(b)).unwrap_or_else(|e| panic!("copy {b}: {e}"));
+    for b in node_binaries() {
+        std::fs::copy(bin_dir().join(&b), snap.path().join(&b)).unwrap_or_else(|e| panic!("copy {b}: {e}"));
     }
     let snap_dir = snap.path().display().to_string();
     let first = tempfile::tempdir_in(&target).expect("tempdir");
