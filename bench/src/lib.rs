@@ -25,6 +25,7 @@
 //! spawned the same way (see [`variants`]).
 
 pub mod cgroups;
+pub mod datapath;
 pub mod minilet_report;
 pub mod pods;
 pub mod procs;

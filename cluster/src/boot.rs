@@ -104,23 +104,17 @@ fn boot_vms(
     let node1_pid = started.first().map(|(_, pid)| *pid).context("no VM nodes")?;
     let kubectl = Kubectl::new(network::open(network::UNDERLAY)?, layout.inner_kubeconfig(), layout.kube_cache());
     let console = &started[0].0.console;
-    kubectl
-        .wait(Duration::from_secs(240), &stopping, |k| {
-            if !sup.running(node1_pid) {
-                return Err(format!("node1's QEMU ended: {}", sup.log_tail(node1_pid, 3)));
-            }
-            if let Some(l) = std::fs::read_to_string(console).ok().and_then(|t| t.lines().find(|l| l.contains(vm::FAILED_LINE)).map(str::to_string)) {
-                return Err(l);
-            }
-            if !layout.inner_kubeconfig().exists() {
-                return Err("miniapi has not written its kubeconfig yet".into());
-            }
-            k.ok(&["get", "--raw", "/readyz"]).map(|_| ()).map_err(|e| e.to_string())
-        })
+    let alive = || {
+        if !sup.running(node1_pid) {
+            return Err(format!("node1's QEMU ended: {}", sup.log_tail(node1_pid, 3)));
+        }
+        match std::fs::read_to_string(console).ok().and_then(|t| t.lines().find(|l| l.contains(vm::FAILED_LINE)).map(str::to_string)) {
+            Some(l) => Err(l),
+            None => Ok(()),
+        }
+    };
+    publish_api(cfg, &kubectl, Duration::from_secs(240), alive, rt, listener, network::open(network::UNDERLAY)?)
         .context("the API server in node1's VM did not become ready (see logs/node1-console.log and node1/logs/)")?;
-    write_host_kubeconfig(cfg)?;
-    let target = SocketAddr::new(IpAddr::V4(cfg.node_ip(1)), 6443);
-    forward::serve(rt, listener, network::open(network::UNDERLAY)?, target)?;
     progress.ok(&format!("{}, on the host https://127.0.0.1:{}", cfg.api_inner_url(), cfg.api_port));
     check_stop()?;
 
@@ -202,20 +196,8 @@ fn api_step(
     let api = services::miniapi(cfg, &netns_place(cfg, "node1"));
     let api_pid = sup.spawn("miniapi", "node1", &node1, "control", api)?;
     let kubectl = Kubectl::new(network::open("node1")?, layout.inner_kubeconfig(), layout.kube_cache());
-    kubectl
-        .wait(Duration::from_secs(60), &stopping, |k| {
-            if !sup.running(api_pid) {
-                return Err(format!("miniapi ended: {}", sup.log_tail(api_pid, 3)));
-            }
-            if !layout.inner_kubeconfig().exists() {
-                return Err("no kubeconfig yet".into());
-            }
-            k.ok(&["get", "--raw", "/readyz"]).map(|_| ()).map_err(|e| e.to_string())
-        })
-        .context("the API server did not become ready")?;
-    write_host_kubeconfig(cfg)?;
-    let target = SocketAddr::new(IpAddr::V4(cfg.node_ip(1)), 6443);
-    forward::serve(rt, listener, node1, target)?;
+    let alive = || if sup.running(api_pid) { Ok(()) } else { Err(format!("miniapi ended: {}", sup.log_tail(api_pid, 3))) };
+    publish_api(cfg, &kubectl, Duration::from_secs(60), alive, rt, listener, node1).context("the API server did not become ready")?;
     progress.ok(&format!("{}, on the host https://127.0.0.1:{}", cfg.api_inner_url(), cfg.api_port));
     Ok(kubectl)
 }
@@ -348,6 +330,31 @@ fn rs_ready(k: &Kubectl, sets: &[(&str, i64)]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Waits (at most `limit`, failing early when `alive` says so) until miniapi has written
+/// its kubeconfig and answers `/readyz`; then writes the host's kubeconfig and forwards
+/// the host's listening socket to node1's API from `netns`.
+fn publish_api(
+    cfg: &ClusterConfig,
+    kubectl: &Kubectl,
+    limit: Duration,
+    alive: impl Fn() -> Result<(), String>,
+    rt: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+    netns: minik_shared::netns::NetNs,
+) -> anyhow::Result<()> {
+    let layout = cfg.layout();
+    kubectl.wait(limit, &stopping, |k| {
+        alive()?;
+        if !layout.inner_kubeconfig().exists() {
+            return Err("miniapi has not written its kubeconfig yet".into());
+        }
+        k.ok(&["get", "--raw", "/readyz"]).map(|_| ()).map_err(|e| e.to_string())
+    })?;
+    write_host_kubeconfig(cfg)?;
+    let target = SocketAddr::new(IpAddr::V4(cfg.node_ip(1)), 6443);
+    forward::serve(rt, listener, netns, target)
 }
 
 /// Writes `<state>/admin.kubeconfig`: miniapi's, with the server on the host's loopback.

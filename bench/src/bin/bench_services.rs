@@ -131,33 +131,6 @@ impl Drop for Bg {
     }
 }
 
-const PODS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-srv, namespace: default, labels: {app: bench-srv}}
-spec:
-  nodeName: node2
-  terminationGracePeriodSeconds: 1
-  containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-cli, namespace: default}
-spec:
-  nodeName: node1
-  terminationGracePeriodSeconds: 1
-  containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: bench-srv, namespace: default}
-spec:
-  selector: {app: bench-srv}
-  ports:
-  - {name: iperf, port: 5201, targetPort: 5201}
-  - {name: rr, port: 7000, targetPort: 7000}
-"#;
-
 fn bench(args: &Args) -> Result<()> {
     let me = std::env::current_exe().context("cannot find this binary")?;
     let dir = me.parent().context("binary without a directory")?;
@@ -183,7 +156,7 @@ fn bench(args: &Args) -> Result<()> {
 
     // 2. A server pod on node2, a client pod on node1, a Service in front of the server.
     let file = cluster.state.path().join("bench-pods.yaml");
-    std::fs::write(&file, PODS)?;
+    std::fs::write(&file, minik_bench::datapath::PODS)?;
     cluster.kubectl(&["apply", "-f", &file.display().to_string()])?;
     cluster.kubectl(&["wait", "--for=condition=Ready", "pod/bench-srv", "pod/bench-cli", "--timeout=60s"])?;
     let end = Instant::now() + Duration::from_secs(30);

@@ -339,32 +339,7 @@ fn parse_step(line: &str) -> Option<(String, String, f64, String)> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Pods and iperf3.
-
-const PODS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-srv, namespace: default, labels: {app: bench-srv}}
-spec:
-  nodeName: node2
-  terminationGracePeriodSeconds: 1
-  containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: bench-cli, namespace: default}
-spec:
-  nodeName: node1
-  terminationGracePeriodSeconds: 1
-  containers: [{name: c, image: busybox, command: ["sleep", "3600"]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: bench-srv, namespace: default}
-spec:
-  selector: {app: bench-srv}
-  ports: [{name: iperf, port: 5201, targetPort: 5201}]
-"#;
+// Pods (minik_bench::datapath) and iperf3.
 
 /// Where a node keeps its pods, as seen by `minik shell NODE`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -384,7 +359,7 @@ struct Throughput {
 /// between the pod IP and the ClusterIP.
 fn throughput(c: &Cluster, kind: Kind, args: &Args) -> Result<Throughput> {
     let file = c.state.path().join("bench-pods.yaml");
-    std::fs::write(&file, PODS).context("cannot write the bench pods' manifest")?;
+    std::fs::write(&file, minik_bench::datapath::PODS).context("cannot write the bench pods' manifest")?;
     c.kubectl(&["apply", "-f", &file.display().to_string()])?;
     c.kubectl(&["wait", "--for=condition=Ready", "pod/bench-srv", "pod/bench-cli", "--timeout=300s"])?;
     let pod_ip = c.kubectl(&["get", "pod", "bench-srv", "-o", "jsonpath={.status.podIP}"])?.trim().to_string();
