@@ -9,17 +9,19 @@
 #                                     cni-bridge, minikproxy, the control plane
 #                                     (miniapi, minik-controller-manager,
 #                                     minik-scheduler, minik-dns), minik-agent and
-#                                     theirs, /init (images/vm/init) and the files
-#                                     under images/vm/rootfs/ (minik-node-start)
+#                                     theirs, /init (images/vm/init), the files
+#                                     under images/vm/rootfs/ (minik-node-start) and
+#                                     the demo's OCI layouts in /images
 #   target/images/vm/manifest.txt     kernel version and the sha256 of both files
 #
-#   images/vm/build.sh [--force] [--bin-dir DIR] [--out DIR]
+#   images/vm/build.sh [--force] [--bin-dir DIR] [--oci-dir DIR] [--out DIR]
 #   images/vm/build.sh --fetch      only download the kernel packages (needs the network;
 #                                   `make images` runs it before the tests' sandbox)
 #   images/vm/build.sh --binaries   list the workspace binaries the image is made of
 #
-# --bin-dir: the workspace binaries (default target/debug; they are stripped of debug
-# info in the image). --out: where the three files go (default target/images/vm).
+# --bin-dir: the workspace binaries (default target/debug; stripped in the image).
+# --oci-dir: the OCI layouts baked into /images (default target/images/oci).
+# --out: where the three files go (default target/images/vm).
 #
 # Reproducible: every entry has mtime SOURCE_DATE_EPOCH (default 0), uid/gid 0, and the
 # cpio lists entries sorted, so the same inputs give the same sha256. Cached: when the
@@ -32,6 +34,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="$ROOT/target/images/vm"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-0}"
 BIN_DIR="$ROOT/target/debug"
+# The OCI layouts baked into the image's /images (images/build.sh makes them).
+OCI_DIR="$ROOT/target/images/oci"
+OCI_IMAGES=(busybox demo-api demo-db)
 OUT="$WORK"
 force=0
 
@@ -68,6 +73,7 @@ while (($#)); do
     --fetch) fetch_only=1 ;;
     --binaries) printf '%s\n' "${NODE_BINARIES[@]}"; exit 0 ;;
     --bin-dir) BIN_DIR="$(realpath "${2:?--bin-dir needs a directory}")"; shift ;;
+    --oci-dir) OCI_DIR="$(realpath "${2:?--oci-dir needs a directory}")"; shift ;;
     --out) mkdir -p "${2:?--out needs a directory}"; OUT="$(realpath "$2")"; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
@@ -80,6 +86,9 @@ for t in cpio zstd dpkg-deb apt-get strip sha256sum; do
 done
 for b in "${NODE_BINARIES[@]}"; do
   [ -n "${fetch_only:-}" ] || [ -x "$BIN_DIR/$b" ] || die "$BIN_DIR/$b is missing; build it: cargo build --workspace --bins (make build)"
+done
+for img in "${OCI_IMAGES[@]}"; do
+  [ -n "${fetch_only:-}" ] || [ -f "$OCI_DIR/$img/index.json" ] || die "no OCI layout $OCI_DIR/$img; build the images first: images/build.sh (make images)"
 done
 for b in "${HOST_BINARIES[@]}"; do
   [ -x "$b" ] || die "$b is missing; run scripts/deps.sh (as root) to install nftables, iproute2 and conntrack"
@@ -216,7 +225,8 @@ inputs_hash() {
   {
     echo "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH modules=${MODULES[*]} $(strip --version | head -n1) $(cpio --version | head -n1) $(zstd --version)"
     local f lib
-    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" $(find "$OVERLAY" -type f | LC_ALL=C sort) "${DEBS[@]}" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
+    for f in "$ROOT/images/vm/build.sh" "$ROOT/images/vm/init" $(find "$OVERLAY" -type f | LC_ALL=C sort) \
+      $(cd "$OCI_DIR" && find "${OCI_IMAGES[@]}" -type f | LC_ALL=C sort | sed "s|^|$OCI_DIR/|") "${DEBS[@]}" "$BUSYBOX" "${HOST_BINARIES[@]}" "${NODE_BINARIES[@]/#/$BIN_DIR/}"; do
       echo "$(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"
       while read -r lib; do
         [ -n "$lib" ] && echo "$lib $(sha256sum <"$(readlink -f "$lib")" | cut -d' ' -f1)"
@@ -290,6 +300,12 @@ for p in "${MOD_ORDER[@]}"; do
   echo "${p%.ko*}.ko"
 done >"$R/etc/minik/modules"
 install -m 0755 "$ROOT/images/vm/init" "$R/init"
+# The demo's OCI layouts: a node imports them at boot (a QEMU node of `minik up` gets the
+# launcher's --images over 9p on top of these).
+for img in "${OCI_IMAGES[@]}"; do
+  mkdir -p "$R/images/$img"
+  cp -r "$OCI_DIR/$img/." "$R/images/$img/"
+done
 # The overlay, as it is (modes kept: scripts stay executable).
 (cd "$OVERLAY" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -pdm "$R")
 # The console for /init's first output, before it mounts devtmpfs.

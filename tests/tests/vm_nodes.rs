@@ -72,6 +72,18 @@ fn the_node_image_is_cached_and_reproducible() {
     assert_eq!(want.len(), 2, "{want:?}");
     assert!(want.contains(&format!("initramfs.img {}", sha256(&first.path().join("initramfs.img")))), "the manifest does not match: {want:?}");
 
+    // What a node needs is in it: the node's and the control plane's binaries, the
+    // provisioning script, and the demo's OCI layouts.
+    let list = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc {} | cpio -t --quiet", first.path().join("initramfs.img").display()))
+        .output()
+        .expect("zstd | cpio -t");
+    let entries = String::from_utf8_lossy(&list.stdout);
+    for want in ["init", "usr/bin/miniapi", "usr/bin/minilet", "usr/bin/minik-agent", "usr/bin/minik-node-start", "usr/sbin/nft", "images/demo-api/index.json", "images/busybox/index.json"] {
+        assert!(entries.lines().any(|l| l.trim_start_matches("./") == want), "{want} is not in the initramfs");
+    }
+
     let fresh = tempfile::tempdir_in(&target).expect("tempdir");
     build_image(&["--force", "--bin-dir", &snap_dir, "--out", &fresh.path().display().to_string()]);
     assert_eq!(manifest(fresh.path()), want, "a forced rebuild from the same inputs gives different files");
