@@ -66,7 +66,7 @@ pub fn boot(
         accel = Some(a);
         check_stop()?;
     }
-    let all_nodes: Vec<String> = cfg.node_names().into_iter().chain(vms.names()).collect();
+    let all_nodes = vms.all_names(cfg);
     nodes_ready_step(&all_nodes, progress, &kubectl)?;
     check_stop()?;
     if cfg.demo {
@@ -92,7 +92,7 @@ fn boot_vms(
     let names: Vec<String> = vms.iter().map(|v| v.name.clone()).collect();
     progress.step(&format!("VM nodes: {} under QEMU", names.join(", ")));
     for vm in &vms {
-        vm.prepare(cfg)?;
+        vm.prepare(cfg, vc)?;
     }
     let accel = vm::choose_accel(vc, &cfg.layout().logs())?;
     let started = vm::start_all(cfg, vc, vms, accel, sup)?;

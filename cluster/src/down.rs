@@ -132,9 +132,9 @@ pub fn kill_node(state_dir: &Path, node: &str) -> anyhow::Result<()> {
     let cfg = ClusterConfig::load(state_dir)?;
     let layout = cfg.layout();
     // A VM node's QEMU runs in the VM's group: killing it powers the VM off.
-    let vms = crate::vm::VmConfig::load(&layout)?.names();
-    if cfg.node_index(node).is_none() && !vms.iter().any(|v| v == node) {
-        let all: Vec<String> = cfg.node_names().into_iter().chain(vms).collect();
+    let vc = crate::vm::VmConfig::load(&layout)?;
+    let all = vc.all_names(&cfg);
+    if !all.iter().any(|n| n == node) {
         bail!("no node {node:?} in this cluster; nodes are {}", all.join(", "));
     }
     if running_keeper(&layout).is_none() {
@@ -153,7 +153,7 @@ pub fn kill_node(state_dir: &Path, node: &str) -> anyhow::Result<()> {
     if left > 0 {
         bail!("{left} processes of {node} survived SIGKILL");
     }
-    if crate::vm::VmConfig::load(&layout)?.find(&cfg, node).is_some() {
+    if vc.find(&cfg, node).is_some() {
         println!("{node}: powered off (its QEMU killed); the control plane will mark it NotReady; `minik start {node}` boots it again");
     } else {
         println!("{node}: killed {killed} processes (minilet, minikproxy and its pods); the control plane will mark it NotReady; `minik start {node}` starts them again");

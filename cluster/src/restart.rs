@@ -34,9 +34,8 @@ pub fn start(state_dir: &Path, node: &str) -> anyhow::Result<()> {
     let cfg = ClusterConfig::load(state_dir)?;
     let layout = cfg.layout();
     let vc = VmConfig::load(&layout)?;
-    if cfg.node_index(node).is_none() && vc.find(&cfg, node).is_none() {
-        let all: Vec<String> = cfg.node_names().into_iter().chain(vc.names()).collect();
-        bail!("no node {node:?} in this cluster; nodes are {}", all.join(", "));
+    if !vc.all_names(&cfg).iter().any(|n| n == node) {
+        bail!("no node {node:?} in this cluster; nodes are {}", vc.all_names(&cfg).join(", "));
     }
     if running_keeper(&layout).is_none() {
         bail!("the cluster in {} is not running; start it with `minik up`", state_dir.display());

@@ -163,6 +163,11 @@ impl VmConfig {
         (1..=self.count).map(|i| format!("vm{i}")).collect()
     }
 
+    /// Every node's name: node1..nodeN (netns or VMs), then the extra VMs vm1..vmK.
+    pub fn all_names(&self, cfg: &ClusterConfig) -> Vec<String> {
+        cfg.node_names().into_iter().chain(self.names()).collect()
+    }
+
     /// Every VM of the cluster: node1..nodeN with `--backend vm`, then vm1..vmK.
     pub fn all(&self, cfg: &ClusterConfig) -> Vec<VmNode> {
         let nodes = if cfg.vm_nodes() { cfg.nodes } else { 0 };
@@ -274,13 +279,11 @@ impl VmNode {
 
     /// Writes the VM's directory: minilet.yaml, node.env, services (the credentials come
     /// once the API runs: [`nodes::write_credentials`]).
-    pub fn prepare(&self, cfg: &ClusterConfig) -> anyhow::Result<()> {
+    pub fn prepare(&self, cfg: &ClusterConfig, vc: &VmConfig) -> anyhow::Result<()> {
         for d in [self.dir.join("logs"), self.api_dir.clone(), cfg.layout().root.join("run")] {
             std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
         }
-        let all: Vec<String> = cfg.node_names().into_iter().chain(VmConfig::load(&cfg.layout())?.names()).collect();
-        let all = if cfg.vm_nodes() { cfg.node_names() } else { all };
-        nodefiles::write(&self.dir, &nodefiles::render(cfg, &self.spec(), &all))?;
+        nodefiles::write(&self.dir, &nodefiles::render(cfg, &self.spec(), &vc.all_names(cfg)))?;
         // A credential left from an earlier boot would let the services start too early.
         let _ = std::fs::remove_file(self.dir.join("kubeconfig"));
         Ok(())
@@ -416,7 +419,7 @@ pub fn boot_extras(cfg: &ClusterConfig, vc: &VmConfig, sup: &Supervisor, stop: &
     let accel = choose_accel(vc, &cfg.layout().logs())?;
     let vms: Vec<VmNode> = (1..=vc.count).map(|i| VmNode::extra(cfg, i)).collect();
     for vm in &vms {
-        vm.prepare(cfg)?;
+        vm.prepare(cfg, vc)?;
         nodes::write_credentials(cfg, &vm.name)?;
     }
     let started = start_all(cfg, vc, vms, accel, sup)?;
